@@ -1,0 +1,1 @@
+"""Cross-cutting foundation: audit log, nodes and heartbeats, health, metrics, logging, API base."""

@@ -1,0 +1,54 @@
+"""Chameleon's own settings (`settings.CHAMELEON`) with defaults, read as attributes."""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    "ENV": "development",
+    "SERVICE_NAME": "chameleon",
+    "VERSION": "0.1.0",
+    "DATA_DIR": "var",
+    "HTTP_PORT": 8080,
+    "REDIS_URL": "",
+    "KAFKA_BROKERS": [],
+    "ETCD_ENDPOINTS": [],
+    "PLUGIN_DIRS": [],
+    "NODE_NAME": "",
+    "HEARTBEAT_INTERVAL": 5.0,
+    "METRICS_PUBLIC": False,
+}
+
+
+class ChameleonSettings:
+    """`chameleon_settings.REDIS_URL` reads `settings.CHAMELEON["REDIS_URL"]` or its default."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown Chameleon setting: {name}")
+        if name not in self._cache:
+            self._cache[name] = getattr(settings, "CHAMELEON", {}).get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        """A node that has not beaten for this long is lost."""
+        return max(3 * self.HEARTBEAT_INTERVAL, 15.0)
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+chameleon_settings = ChameleonSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "CHAMELEON":
+        chameleon_settings.reload()
+
+
+setting_changed.connect(_reload)

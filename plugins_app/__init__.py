@@ -1,0 +1,1 @@
+"""The plugin runtime: contract, registry, lifecycle, event bus, config center, services."""

@@ -1,0 +1,1 @@
+"""Plugin runtime models (added by the plugin runtime issue)."""

@@ -1,0 +1,1 @@
+"""The scheduler: task definitions, run history, Celery execution on beat and workers."""

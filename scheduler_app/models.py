@@ -1,0 +1,1 @@
+"""Scheduler models (added by the scheduler issue)."""
