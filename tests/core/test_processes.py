@@ -29,9 +29,9 @@ def test_a_task_sent_by_a_web_request_runs_on_the_worker(live_worker, operator_c
 
 def test_figures_recorded_in_worker_processes_reach_metrics(live_worker, operator_client):
     assert operator_client.post("/api/v1/nodes/ping-worker/", {"timeout": 30}, format="json").status_code == 200
+    node = re.escape(live_worker.node_name)
     sample = re.compile(
-        r'^chameleon_worker_tasks_total\{(?=[^}]*node="%s")(?=[^}]*task="core.ping")[^}]*\} 1\.0$'
-        % re.escape(live_worker.node_name),
+        r'^chameleon_worker_tasks_total\{(?=[^}]*node="' + node + r'")(?=[^}]*task="core.ping")[^}]*\} 1\.0$',
         re.MULTILINE,
     )
     # The worker reports with its next heartbeat.
