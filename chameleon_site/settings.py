@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "core",
     "plugins_app",
+    "plugins_app.events",
     "scheduler_app",
 ]
 

@@ -8,6 +8,9 @@ from rest_framework.routers import DefaultRouter
 
 from core import views as core_views
 from core.api.urls import router as core_router
+from plugins_app.api.urls import router as plugins_router
+from plugins_app.events.api.urls import router as events_router
+from scheduler_app.api.urls import router as scheduler_router
 
 admin.site.site_header = "Chameleon"
 admin.site.site_title = "Chameleon admin"
@@ -15,7 +18,7 @@ admin.site.index_title = "Control plane"
 
 # One /api/v1/ root that lists every app's resources.
 api_router = DefaultRouter()
-for app_router in (core_router,):
+for app_router in (core_router, plugins_router, events_router, scheduler_router):
     api_router.registry.extend(app_router.registry)
 
 urlpatterns = [
@@ -26,6 +29,10 @@ urlpatterns = [
     path("api/v1/", include(api_router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="swagger-ui"),
+    # Seed-compatible management API (SPEC §8); /plugins/events/ before /plugins/<name>/.
+    path("plugins/events/", include("plugins_app.events.seed_urls")),
+    path("plugins/", include("plugins_app.seed_urls")),
+    path("scheduler/", include("scheduler_app.seed_urls")),
 ]
 
 handler400 = "core.errors.bad_request"

@@ -1,0 +1,10 @@
+"""App configuration for the event bus (its own label, so it has its own migrations)."""
+
+from django.apps import AppConfig
+
+
+class EventsConfig(AppConfig):
+    name = "plugins_app.events"
+    label = "events"
+    verbose_name = "Events"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,1 @@
+"""Event bus models (stored events, outbox) -- added by the event bus issue."""
