@@ -198,6 +198,12 @@ CHAMELEON = {
     "NODE_NAME": env.str("CHAMELEON_NODE_NAME"),
     "HEARTBEAT_INTERVAL": env.float("CHAMELEON_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
     "METRICS_PUBLIC": env.bool("CHAMELEON_METRICS_PUBLIC", False),
+    # Plugin runtime: extra plugin modules (built-ins always load), config seeds, intervals.
+    "PLUGIN_MODULES": env.list("CHAMELEON_PLUGIN_MODULES"),
+    "PLUGIN_CONFIG_DIR": env.str("CHAMELEON_PLUGIN_CONFIG_DIR", str(BASE_DIR / "config" / "plugins")),
+    "PLUGIN_RECONCILE_INTERVAL": env.float("CHAMELEON_PLUGIN_RECONCILE_INTERVAL", 1.0, minimum=0.05),
+    "PLUGIN_HEALTH_INTERVAL": env.float("CHAMELEON_PLUGIN_HEALTH_INTERVAL", 15.0, minimum=0.1),
+    "HOT_RELOAD": env.bool("CHAMELEON_HOT_RELOAD", False),
 }
 
 # --- Auth, API ------------------------------------------------------------------------
@@ -250,13 +256,18 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)
-# Serve straight from the source folders unless `collectstatic` has filled STATIC_ROOT
-# (the Docker image does), so `make run` needs no build step.
-WHITENOISE_USE_FINDERS = not (STATIC_ROOT / "staticfiles.json").exists() or DEBUG
+# Outside production, files are served straight from the source folders, so `make run`
+# needs no build step. Production serves what `collectstatic` gathered (the Docker image
+# runs it), compressed and with hashed names that browsers may cache for good.
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
 
 # --- Logging --------------------------------------------------------------------------

@@ -21,8 +21,6 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from core import services
-
 STOP_GRACE_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1
 COLOURS = {"web": "\033[36m", "worker": "\033[33m", "beat": "\033[35m"}
@@ -60,7 +58,7 @@ class Command(BaseCommand):
         _terminate_with_parent()  # `make run` stopped by SIGTERM or SIGKILL takes us along
         self.stdout.write("Applying database migrations ...")
         call_command("migrate", interactive=False, verbosity=0)
-        self._announce_admin()
+        call_command("ensure_admin", stdout=self.stdout)
 
         children = self._children(options)
         signal.signal(signal.SIGINT, self._request_stop)
@@ -77,15 +75,6 @@ class Command(BaseCommand):
             self.stderr.write(f"chameleon: {failed.name} exited with code {failed.process.returncode}; stopped the rest.")
             sys.exit(1)
         self.stdout.write("Chameleon stopped.")
-
-    def _announce_admin(self) -> None:
-        created = services.ensure_admin_user(password=os.environ.get("CHAMELEON_ADMIN_PASSWORD") or None)
-        if created:
-            username, password = created
-            self.stdout.write(self.style.SUCCESS(
-                f"Created admin user — log in at /admin/ as {username!r} with password {password!r} "
-                "(shown only this once)."
-            ))
 
     def _children(self, options: dict) -> list[Child]:
         python = sys.executable
