@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "core",
     "plugins_app",
     "plugins_app.events",
+    "plugins_app.discovery",
     "scheduler_app",
 ]
 

@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from core import views as core_views
 from core.api.urls import router as core_router
 from plugins_app.api.urls import router as plugins_router
+from plugins_app.discovery.api.urls import router as discovery_router
 from plugins_app.events.api.urls import router as events_router
 from scheduler_app.api.urls import router as scheduler_router
 
@@ -18,7 +19,7 @@ admin.site.index_title = "Control plane"
 
 # One /api/v1/ root that lists every app's resources.
 api_router = DefaultRouter()
-for app_router in (core_router, plugins_router, events_router, scheduler_router):
+for app_router in (core_router, plugins_router, events_router, discovery_router, scheduler_router):
     api_router.registry.extend(app_router.registry)
 
 urlpatterns = [

@@ -25,7 +25,7 @@ logger = logging.getLogger("chameleon.audit")
 VIEWER_GROUP = "viewer"
 OPERATOR_GROUP = "operator"
 #: Apps whose permissions the roles cover.
-ROLE_APPS = ("core", "plugins_app", "events", "scheduler_app", "django_celery_beat", "django_celery_results")
+ROLE_APPS = ("core", "plugins_app", "events", "discovery", "scheduler_app", "django_celery_beat", "django_celery_results")
 #: Models that only the system writes: operators may read them, never change them.
 READ_ONLY_MODELS = {("core", "auditentry"), ("core", "node"), ("django_celery_results", "taskresult")}
 

@@ -1,0 +1,1 @@
+"""Service registry, health checks, discovery and load balancing (SPEC §6)."""

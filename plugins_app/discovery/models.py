@@ -1,0 +1,1 @@
+"""Service registry models (database back end) -- added by the service management issue."""
