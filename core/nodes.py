@@ -20,6 +20,8 @@ from core.conf import chameleon_settings
 logger = logging.getLogger("chameleon.nodes")
 
 _current: NodeHeartbeat | None = None
+#: The web node forgets long-gone nodes on its first beat and every this many after.
+PRUNE_EVERY_BEATS = 720
 
 
 def service_name() -> str:
@@ -45,6 +47,7 @@ class NodeHeartbeat(threading.Thread):
         self.kind = kind
         self.node_name = make_node_name(kind)
         self._stopping = threading.Event()
+        self.beats = 0
 
     def beat(self) -> None:
         from core import services
@@ -52,6 +55,9 @@ class NodeHeartbeat(threading.Thread):
 
         try:
             services.record_heartbeat(self.node_name, self.kind, metrics=local_snapshot())
+            self.beats += 1
+            if self.kind == "web" and self.beats % PRUNE_EVERY_BEATS == 1:
+                services.prune_nodes()
         except Exception:  # a database hiccup must not kill the heartbeat
             logger.exception("Heartbeat of node %s failed", self.node_name)
         finally:

@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import time
+from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -26,6 +27,8 @@ VIEWER_GROUP = "viewer"
 OPERATOR_GROUP = "operator"
 #: Apps whose permissions the roles cover.
 ROLE_APPS = ("core", "plugins_app", "events", "discovery", "scheduler_app", "django_celery_beat", "django_celery_results")
+#: How long a stopped or lost node stays listed.
+NODE_RETENTION = timedelta(days=1)
 #: Models that only the system writes: operators may read them, never change them.
 READ_ONLY_MODELS = {("core", "auditentry"), ("core", "node"), ("django_celery_results", "taskresult")}
 
@@ -146,3 +149,13 @@ def ping_worker(timeout: float = 10.0) -> dict[str, Any]:
 
 def mark_node_stopped(name: str) -> None:
     Node.objects.filter(name=name).update(stopped_at=timezone.now())
+
+
+def prune_nodes(older_than: timedelta = NODE_RETENTION) -> int:
+    """Forget nodes that stopped or went silent more than `older_than` ago; returns how many.
+
+    Every restart of a process is a new node, so without this the list only grows.
+    """
+    cutoff = timezone.now() - older_than
+    deleted, _ = Node.objects.filter(last_heartbeat__lt=cutoff).delete()
+    return deleted
