@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "plugins_app.http.PluginMiddleware",  # running middleware plugins, by priority
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 

@@ -33,6 +33,7 @@ urlpatterns = [
     # Seed-compatible management API (SPEC §8); /plugins/events/ before /plugins/<name>/.
     path("plugins/events/", include("plugins_app.events.seed_urls")),
     path("plugins/", include("plugins_app.seed_urls")),
+    path("p/", include("plugins_app.endpoint_urls")),  # service plugins' endpoints
     path("scheduler/", include("scheduler_app.seed_urls")),
 ]
 

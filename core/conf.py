@@ -18,6 +18,11 @@ DEFAULTS: dict[str, Any] = {
     "NODE_NAME": "",
     "HEARTBEAT_INTERVAL": 5.0,
     "METRICS_PUBLIC": False,
+    "PLUGIN_MODULES": [],
+    "PLUGIN_CONFIG_DIR": "config/plugins",
+    "PLUGIN_RECONCILE_INTERVAL": 1.0,
+    "PLUGIN_HEALTH_INTERVAL": 15.0,
+    "HOT_RELOAD": False,
 }
 
 

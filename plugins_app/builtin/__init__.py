@@ -1,0 +1,1 @@
+"""Plugins shipped with Chameleon (always discovered): logger, hello, notification."""

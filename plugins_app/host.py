@@ -1,0 +1,451 @@
+"""The plugin host of one process: `PluginManager` loads, orders, starts, stops, reloads and calls plugins."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from core.logging import plugin_var
+from plugins_app import metrics
+from plugins_app.breaker import CircuitBreaker, CircuitState
+from plugins_app.calls import CallRoute, CallsMixin
+from plugins_app.config_schema import apply_defaults, validate_config
+from plugins_app.context import PluginContext, ServiceLocator
+from plugins_app.contract import HealthStatus, Plugin
+from plugins_app.errors import ConfigInvalid, InvalidTransition, LifecycleError, PluginNotFound
+from plugins_app.models import PluginState
+from plugins_app.registry import (
+    Discovery,
+    PluginSource,
+    check_dependencies,
+    dependents_of,
+    reimport,
+    topological,
+)
+from plugins_app.store import DatabaseStore, NullStore
+
+logger = logging.getLogger("chameleon.plugins")
+
+S = PluginState
+TRANSITIONS: dict[str, set[str]] = {
+    S.REGISTERED: {S.INITIALIZED, S.FAILED},
+    S.INITIALIZED: {S.RUNNING, S.STOPPED, S.FAILED},
+    S.RUNNING: {S.STOPPED, S.FAILED, S.RELOADING},
+    S.RELOADING: {S.RUNNING, S.FAILED},
+    S.STOPPED: {S.INITIALIZED, S.FAILED, S.STOPPED},
+    S.FAILED: {S.INITIALIZED, S.STOPPED, S.FAILED},
+}
+EVENT_OF_STATE = {S.REGISTERED: "plugin.registered", S.INITIALIZED: "plugin.initialized",
+                  S.RUNNING: "plugin.started", S.STOPPED: "plugin.stopped", S.FAILED: "plugin.failed"}
+
+
+class PluginEntry:
+    """One plugin on this node: its class, live instance, state and call guards."""
+
+    def __init__(self, cls: type[Plugin], source: PluginSource | None) -> None:
+        self.name = cls.name
+        self.cls = cls
+        self.source = source
+        self.instance: Plugin | None = None
+        self.ctx: PluginContext | None = None
+        self.state: str = S.REGISTERED
+        self.callable = False
+        self.error = ""
+        self.traceback = ""
+        self.restart_count = 0
+        self.config: dict[str, Any] = {}
+        self.config_version = 0
+        self.loaded_versions: list[dict[str, Any]] = []
+        self.health: HealthStatus | None = None
+        self.started_at: float | None = None
+        self.breaker = CircuitBreaker(cls.max_failures, cls.reset_interval, cls.half_open_probes,
+                                      on_change=lambda state, n=cls.name: metrics.plugin_circuit_state.labels(
+                                          plugin=n).set(CircuitState.GAUGE[state]))
+        self.semaphore = threading.BoundedSemaphore(cls.max_concurrency)
+        self.executor: Any = None
+
+
+class PluginManager(CallsMixin):
+    """Hosts plugins in this process (a node): lifecycle through one state machine, calls, health.
+
+    Every state change goes through `_transition`, which checks it against TRANSITIONS,
+    persists it (instance row + history row, when the manager has a database store) and
+    publishes the matching `plugin.*` event. A hook that raises sends the plugin to
+    `failed` with its traceback; the manager and the other plugins carry on.
+    """
+
+    def __init__(self, *, node: str | None = None, persist: bool = True, data_root: Path | None = None,
+                 configs: dict[str, dict[str, Any]] | None = None, publish_events: bool = True) -> None:
+        from core.nodes import current_node_name
+
+        self.node = node or current_node_name() or f"local@{socket.gethostname()}:{os.getpid()}"
+        self.store = DatabaseStore() if persist else NullStore()
+        self.data_root = data_root or Path(settings.DATA_DIR) / "plugins"
+        self.services = ServiceLocator()
+        self.static_configs = configs or {}
+        self.publish_events = publish_events
+        self.entries: dict[str, PluginEntry] = {}
+        self.discovery_errors: dict[str, str] = {}
+        self._routes: dict[tuple[str, str], CallRoute] = {}
+        self._lock = threading.RLock()
+
+    # -- registration ------------------------------------------------------------------
+    def load(self, discovery: Discovery) -> None:
+        self.discovery_errors.update(discovery.errors)
+        for cls, source in discovery.plugins.values():
+            self.register(cls, source)
+
+    def register(self, cls: type[Plugin], source: PluginSource | None = None) -> PluginEntry:
+        cls.validate()
+        with self._lock:
+            if cls.name in self.entries:
+                raise LifecycleError(cls.name, f"Plugin {cls.name!r} is already registered on this node")
+            entry = self.entries[cls.name] = PluginEntry(cls, source)
+        self.store.ensure_plugin(cls, source)
+        self.store.transition(self.node, cls.name, S.REGISTERED, S.REGISTERED, version=cls.version,
+                              reason="registered", error="", traceback="", restart_count=0)
+        self._publish("plugin.registered", entry)
+        metrics.plugin_count.set(len(self.entries))
+        metrics.plugin_status.labels(name=cls.name, status=S.REGISTERED).set(1)
+        return entry
+
+    def get(self, name: str) -> PluginEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise PluginNotFound(name) from None
+
+    def classes(self) -> dict[str, type[Plugin]]:
+        return {name: entry.cls for name, entry in self.entries.items()}
+
+    # -- the state machine -------------------------------------------------------------
+    def _publish(self, topic: str, entry: PluginEntry, **data: Any) -> None:
+        if not self.publish_events:
+            return
+        from plugins_app import events
+
+        try:
+            events.publish(topic, {"plugin": entry.name, "node": self.node, "version": entry.cls.version,
+                                   "state": entry.state, **data}, source="system")
+        except Exception:
+            logger.exception("Could not publish %s for %s", topic, entry.name)
+
+    def _transition(self, entry: PluginEntry, to_state: str, *, reason: str = "", error: str = "",
+                    tb: str = "", event: str | None = None, **data: Any) -> None:
+        from_state = entry.state
+        if to_state not in TRANSITIONS[from_state]:
+            raise InvalidTransition(entry.name, f"Plugin {entry.name!r} cannot go from {from_state} to {to_state}")
+        entry.state = to_state
+        entry.callable = to_state in (S.RUNNING, S.RELOADING)
+        if to_state == S.FAILED:
+            entry.error, entry.traceback = error, tb
+        elif to_state in (S.INITIALIZED, S.RUNNING) and reason != "reload failed":
+            entry.error, entry.traceback = "", ""
+        self._routes = {key: route for key, route in self._routes.items() if key[0] != entry.name}
+        metrics.plugin_status.labels(name=entry.name, status=from_state).set(0)
+        metrics.plugin_status.labels(name=entry.name, status=to_state).set(1)
+        self.store.transition(
+            self.node, entry.name, from_state, to_state, version=entry.cls.version, reason=reason,
+            error=entry.error, traceback=entry.traceback, restart_count=entry.restart_count,
+            config_version=entry.config_version, loaded_versions=entry.loaded_versions,
+            circuit_state=entry.breaker.state,
+        )
+        logger.info("Plugin %s on %s: %s -> %s %s", entry.name, self.node, from_state, to_state, reason)
+        topic = event or EVENT_OF_STATE.get(to_state)
+        if topic:
+            self._publish(topic, entry, previous=from_state, reason=reason,
+                          **({"error": error} if error else {}), **data)
+
+    def _fail(self, entry: PluginEntry, hook: str, exc: BaseException) -> None:
+        error = f"{hook}: {type(exc).__name__}: {exc}"
+        logger.error("Plugin %s failed in %s: %s", entry.name, hook, exc, exc_info=exc)
+        self._transition(entry, S.FAILED, reason=f"{hook} raised", error=error,
+                         tb="".join(traceback.format_exception(exc)))
+
+    def _hook(self, entry: PluginEntry, hook: str, *args: Any, instance: Plugin | None = None) -> bool:
+        token = plugin_var.set(entry.name)
+        try:
+            getattr(instance or entry.instance, hook)(*args)
+            return True
+        except Exception as exc:
+            if instance is None:
+                self._fail(entry, hook, exc)
+            else:
+                raise
+            return False
+        finally:
+            plugin_var.reset(token)
+
+    # -- config --------------------------------------------------------------------------
+    def _config_for(self, entry: PluginEntry, cls: type[Plugin] | None = None) -> tuple[int, dict[str, Any]]:
+        cls = cls or entry.cls
+        stored = self.store.config(entry.name)
+        version, data = stored if stored else (0, dict(self.static_configs.get(entry.name, {})))
+        data = apply_defaults(cls.config_schema, data)
+        fields = validate_config(cls.config_schema, data)
+        if fields:
+            raise ConfigInvalid(entry.name, fields)
+        return version, data
+
+    def _new_context(self, entry: PluginEntry, cls: type[Plugin], config: dict[str, Any]) -> PluginContext:
+        return PluginContext(entry.name, tuple(cls.permissions), config=config, data_root=self.data_root,
+                             services=self.services, node=self.node)
+
+    # -- lifecycle operations ---------------------------------------------------------
+    def _require_dependencies_running(self, entry: PluginEntry) -> None:
+        problems = check_dependencies(self.classes())
+        if entry.name in problems:
+            raise LifecycleError(entry.name, problems[entry.name], plugins=_names_in(problems[entry.name]))
+        for requirement in entry.cls.requirements():
+            dep = self.entries[requirement.name]
+            if dep.state != S.RUNNING:
+                raise LifecycleError(entry.name, f"Plugin {entry.name!r} needs {dep.name!r} running "
+                                                 f"(it is {dep.state})", plugins=[entry.name, dep.name])
+
+    def start(self, name: str) -> bool:
+        """Initialize and start `name` (dependencies must be running); False when a hook failed."""
+        entry = self.get(name)
+        with self._lock:
+            if entry.state == S.RUNNING:
+                return True
+            if entry.state == S.RELOADING:
+                raise LifecycleError(name, f"Plugin {name!r} is reloading")
+            self._require_dependencies_running(entry)
+            started = time.perf_counter()
+            try:
+                entry.config_version, entry.config = self._config_for(entry)
+            except ConfigInvalid as exc:
+                self._transition(entry, S.FAILED, reason="invalid config", error=str(exc))
+                return False
+            entry.instance = entry.cls()
+            entry.ctx = self._new_context(entry, entry.cls, entry.config)
+            if not self._hook(entry, "initialize", entry.ctx, entry.config):
+                return False
+            self._transition(entry, S.INITIALIZED, reason="initialized")
+            if not self._hook(entry, "start", entry.ctx):
+                entry.ctx.release()
+                return False
+            entry.breaker.reset()
+            entry.started_at = time.time()
+            self._record_loaded(entry, "started")
+            self._transition(entry, S.RUNNING, reason="started")
+            metrics.plugin_startup_duration.labels(plugin=name).observe(time.perf_counter() - started)
+            return True
+
+    def stop(self, name: str, *, cascade: bool = False, reason: str = "stopped") -> list[str]:
+        """Stop `name`; refused while running plugins depend on it unless `cascade` stops them first.
+
+        Returns the names stopped, dependents first.
+        """
+        self.get(name)
+        with self._lock:
+            running_dependents = [d for d in dependents_of(name, self.classes())
+                                  if self.entries[d].state in (S.RUNNING, S.RELOADING)]
+            if running_dependents and not cascade:
+                raise LifecycleError(
+                    name, f"Cannot stop {name!r}: running plugin(s) {', '.join(running_dependents)} depend on it "
+                          "(ask for cascade to stop them first)", plugins=[name, *running_dependents])
+            order = [n for n in reversed(topological(self.classes())) if n in running_dependents] + [name]
+            stopped = []
+            for current in order:
+                self._stop_one(self.entries[current], reason if current == name else f"cascade from {name}")
+                stopped.append(current)
+            return stopped
+
+    def _stop_one(self, entry: PluginEntry, reason: str) -> None:
+        if entry.state in (S.STOPPED, S.REGISTERED):
+            return
+        if entry.state in (S.RUNNING, S.INITIALIZED) and entry.instance is not None:
+            ok = self._hook(entry, "stop", entry.ctx)
+            if entry.ctx is not None:
+                entry.ctx.release()
+            if not ok:
+                return
+        elif entry.ctx is not None:
+            entry.ctx.release()
+        self._transition(entry, S.STOPPED, reason=reason)
+        entry.instance = None
+
+    def restart(self, name: str) -> bool:
+        """stop + initialize + start; counts a restart. Dependents are not stopped."""
+        entry = self.get(name)
+        with self._lock:
+            if entry.state in (S.RUNNING, S.INITIALIZED) and entry.instance is not None:
+                if not self._hook(entry, "stop", entry.ctx):
+                    entry.ctx.release()
+                    return False
+                entry.ctx.release()
+                self._transition(entry, S.STOPPED, reason="restarting")
+            entry.restart_count += 1
+            ok = self.start(name)
+            if ok:
+                self._publish("plugin.restarted", entry, restart_count=entry.restart_count)
+            else:
+                self.store.update_instance(self.node, name, restart_count=entry.restart_count)
+            return ok
+
+    def start_all(self, only: set[str] | None = None) -> dict[str, str]:
+        """Start every (or every `only`) plugin in dependency order; returns refusals and failures."""
+        problems = check_dependencies(self.classes())
+        outcome: dict[str, str] = {}
+        for name, message in problems.items():
+            entry = self.entries[name]
+            if entry.state != S.FAILED or entry.error != message:
+                self._transition(entry, S.FAILED, reason="dependencies refused", error=message)
+            outcome[name] = message
+        for name in topological({n: c for n, c in self.classes().items() if n not in problems}):
+            if only is not None and name not in only:
+                continue
+            try:
+                if not self.start(name):
+                    outcome[name] = self.entries[name].error
+            except LifecycleError as exc:
+                outcome[name] = str(exc)
+        return outcome
+
+    def stop_all(self) -> None:
+        for name in reversed(topological(self.classes()) if not check_dependencies(self.classes())
+                             else list(self.entries)):
+            try:
+                self._stop_one(self.entries[name], "host stopping")
+            except Exception:
+                logger.exception("Stopping %s failed", name)
+
+    # -- config changes ----------------------------------------------------------------
+    def apply_config(self, name: str) -> str:
+        """Bring `name` to its current stored config: live via on_config_change, else restart."""
+        entry = self.get(name)
+        with self._lock:
+            version, data = self._config_for(entry)
+            if version == entry.config_version and data == entry.config:
+                return "unchanged"
+            if entry.state != S.RUNNING or entry.instance is None:
+                entry.config_version, entry.config = version, data
+                self.store.update_instance(self.node, name, config_version=version)
+                return "stored"
+            if getattr(entry.cls, "on_config_change", None) is not None:
+                if not self._hook(entry, "on_config_change", data):
+                    return "failed"
+                entry.config_version, entry.config = version, data
+                entry.ctx._set_config(data)
+                self.store.update_instance(self.node, name, config_version=version)
+                return "applied"
+            return "restarted" if self.restart(name) else "failed"
+
+    # -- health --------------------------------------------------------------------------
+    def check_health(self) -> dict[str, HealthStatus]:
+        results = {}
+        for entry in list(self.entries.values()):
+            if entry.state != S.RUNNING or entry.instance is None:
+                continue
+            try:
+                status = entry.instance.health()
+                if not isinstance(status, HealthStatus):
+                    status = HealthStatus(bool(status))
+            except Exception as exc:
+                status = HealthStatus(False, f"health() raised {type(exc).__name__}: {exc}")
+            previous = entry.health
+            entry.health = status
+            results[entry.name] = status
+            if previous is None or previous.healthy != status.healthy:
+                self.store.update_instance(self.node, entry.name, healthy=status.healthy, health=status.as_dict())
+                self._publish("plugin.health_changed", entry, healthy=status.healthy, message=status.message)
+        return results
+
+    # -- hot reload ----------------------------------------------------------------------
+    def _record_loaded(self, entry: PluginEntry, how: str) -> None:
+        loaded = {"version": entry.cls.version, "how": how, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if not entry.loaded_versions or entry.loaded_versions[-1]["version"] != entry.cls.version:
+            entry.loaded_versions = [*entry.loaded_versions, loaded][-20:]
+
+    def reload(self, name: str) -> dict[str, Any]:
+        """Import `name` afresh, start the new instance, then swap and stop the old one.
+
+        On any failure the old instance keeps running and the error (attempted version,
+        traceback) is reported in the result, on the instance row and as `plugin.reloaded`
+        with `"ok": false`.
+        """
+        entry = self.get(name)
+        with self._lock:
+            if entry.source is None:
+                raise LifecycleError(name, f"Plugin {name!r} has no source to reload from")
+            was_running = entry.state == S.RUNNING
+            old_version = entry.cls.version
+            if was_running:
+                self._transition(entry, S.RELOADING, reason="reloading")
+            new_instance: Plugin | None = None
+            new_ctx: PluginContext | None = None
+            attempted = "?"
+            try:
+                new_cls = reimport(entry.source, name)
+                attempted = new_cls.version
+                classes = {**self.classes(), name: new_cls}
+                problems = check_dependencies(classes)
+                if name in problems:
+                    raise LifecycleError(name, problems[name])
+                if was_running:
+                    version, config = self._config_for(entry, new_cls)
+                    new_instance = new_cls()
+                    new_ctx = self._new_context(entry, new_cls, config)
+                    self._hook(entry, "initialize", new_ctx, config, instance=new_instance)
+                    self._hook(entry, "start", new_ctx, instance=new_instance)
+            except Exception as exc:
+                tb = "".join(traceback.format_exception(exc))
+                if new_ctx is not None:
+                    new_ctx.release()
+                error = f"reload to {attempted} failed: {type(exc).__name__}: {exc}"
+                entry.error, entry.traceback = error, tb
+                if was_running:
+                    self._transition(entry, S.RUNNING, reason="reload failed", event="plugin.reloaded",
+                                     ok=False, attempted_version=attempted, traceback=tb)
+                else:
+                    self.store.update_instance(self.node, name, error=error, traceback=tb)
+                    self._publish("plugin.reloaded", entry, ok=False, error=error, attempted_version=attempted)
+                return {"ok": False, "plugin": name, "version": old_version, "attempted_version": attempted,
+                        "error": error, "traceback": tb}
+            old_instance, old_ctx = entry.instance, entry.ctx
+            entry.cls = new_cls
+            entry.breaker.max_failures, entry.breaker.reset_interval = new_cls.max_failures, new_cls.reset_interval
+            if was_running:
+                entry.instance, entry.ctx = new_instance, new_ctx
+                entry.config_version, entry.config = version, config
+            self._record_loaded(entry, "reloaded")
+            self.store.ensure_plugin(new_cls, entry.source)
+            if was_running:
+                self._transition(entry, S.RUNNING, reason=f"reloaded {old_version} -> {new_cls.version}",
+                                 event="plugin.reloaded", ok=True, previous_version=old_version)
+                if old_instance is not None:
+                    try:
+                        self._hook(entry, "stop", old_ctx, instance=old_instance)
+                    except Exception:
+                        logger.exception("Old instance of %s failed to stop after reload", name)
+                    old_ctx.release()
+            else:
+                self.store.update_instance(self.node, name, version=new_cls.version,
+                                           loaded_versions=entry.loaded_versions, error="", traceback="")
+                self._publish("plugin.reloaded", entry, ok=True, previous_version=old_version)
+            return {"ok": True, "plugin": name, "version": new_cls.version, "previous_version": old_version}
+
+    # -- snapshot ------------------------------------------------------------------------
+    def snapshot(self, name: str) -> dict[str, Any]:
+        entry = self.get(name)
+        return {
+            "name": name, "state": entry.state, "version": entry.cls.version, "error": entry.error,
+            "restart_count": entry.restart_count, "circuit_state": entry.breaker.state,
+            "health": entry.health.as_dict() if entry.health else None, "config_version": entry.config_version,
+            "metrics": self.call_metrics(name),
+        }
+
+
+def _names_in(message: str) -> list[str]:
+    import re
+
+    return sorted(set(re.findall(r"'([a-z][a-z0-9_-]*)'", message)))

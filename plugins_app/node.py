@@ -1,0 +1,251 @@
+"""This process as a plugin node: the host thread that starts plugins, runs commands and reconciles.
+
+`start_plugin_host(kind)` is called once by each hosting process (the web server from
+asgi.py, a Celery worker from `worker_ready`). The host thread discovers plugins, starts
+the enabled ones, then every `PLUGIN_RECONCILE_INTERVAL` (or at once when a
+`plugin.command` event arrives) runs new commands from the database, reconciles local
+instances to the desired state, checks health on its interval, heartbeats the instance
+rows and, with `HOT_RELOAD`, reloads plugins whose files changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from django.db import close_old_connections, connection
+
+from core.conf import chameleon_settings
+from plugins_app.errors import LifecycleError, PluginError
+from plugins_app.host import PluginManager
+from plugins_app.models import PluginCommand, PluginCommandResult, PluginInstance, PluginState
+from plugins_app.registry import discover
+
+logger = logging.getLogger("chameleon.plugins.node")
+
+_manager: PluginManager | None = None
+_host: NodeHost | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> PluginManager:
+    """This process's plugin manager (a node's host manager, or an idle one in other processes)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = PluginManager()
+        return _manager
+
+
+def set_manager(manager: PluginManager | None) -> None:
+    global _manager
+    _manager = manager
+
+
+def execute_command(manager: PluginManager, command: PluginCommand) -> PluginCommandResult:
+    """Carry out one command on this node and record the outcome."""
+    name = command.plugin.name
+    outcome, message = PluginCommandResult.Outcome.SUCCEEDED, ""
+    try:
+        if name not in manager.entries:
+            raise PluginError(name, f"Plugin {name!r} is not loaded on this node")
+        if command.action == PluginCommand.Action.START:
+            ok = manager.start(name)
+        elif command.action == PluginCommand.Action.STOP:
+            manager.stop(name, cascade=command.cascade)
+            ok = True
+        elif command.action == PluginCommand.Action.RESTART:
+            ok = manager.restart(name)
+        else:
+            result = manager.reload(name)
+            ok = result["ok"]
+            message = result.get("error", f"reloaded {result.get('previous_version')} -> {result['version']}")
+        if not ok:
+            outcome = PluginCommandResult.Outcome.FAILED
+            message = message or manager.entries[name].error
+    except LifecycleError as exc:
+        outcome, message = PluginCommandResult.Outcome.REFUSED, str(exc)
+    except PluginError as exc:
+        outcome, message = PluginCommandResult.Outcome.FAILED, str(exc)
+    state = manager.entries[name].state if name in manager.entries else ""
+    result, _ = PluginCommandResult.objects.update_or_create(
+        command=command, node=manager.node, defaults={"outcome": outcome, "state": state, "message": message},
+    )
+    logger.info("Command %s %s on %s: %s %s", command.action, name, manager.node, outcome, message)
+    return result
+
+
+class NodeHost(threading.Thread):
+    """The loop that keeps this node's plugins where the database says they should be."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(name=f"chameleon-plugin-host-{kind}", daemon=True)
+        self.kind = kind
+        self.manager: PluginManager | None = None
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._last_command = 0
+        self._last_health = 0.0
+        self._last_heartbeat = 0.0
+        self._mtimes: dict[str, float] = {}
+
+    # -- setup ---------------------------------------------------------------------------
+    def boot(self) -> None:
+        from plugins_app import events
+
+        manager = PluginManager()
+        set_manager(manager)
+        self.manager = manager
+        # Commands given before this node existed are not replayed: desired state covers them.
+        self._last_command = PluginCommand.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        manager.load(discover())
+        desired = manager.store.desired()
+        manager.start_all(only={name for name in manager.entries if desired.get(name, (True, 0))[0]})
+        for name in list(manager.entries):
+            if not desired.get(name, (True, 0))[0]:
+                manager.stop(name, cascade=True, reason="disabled")
+        events.subscribe("plugin.command", lambda event: self._wake.set())
+        self._snapshot_mtimes()
+        logger.info("Plugin host on %s started %d plugins", manager.node,
+                    sum(e.state == PluginState.RUNNING for e in manager.entries.values()))
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.boot()
+        except Exception:
+            logger.exception("Plugin host failed to boot")
+        finally:
+            self.ready.set()
+            close_old_connections()
+        while not self._stopping.is_set():
+            self._wake.wait(chameleon_settings.PLUGIN_RECONCILE_INTERVAL)
+            self._wake.clear()
+            if self._stopping.is_set() or self.manager is None:
+                break
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("Plugin host tick failed")
+            finally:
+                close_old_connections()
+        connection.close()
+
+    def tick(self) -> None:
+        self.run_commands()
+        self.reconcile()
+        now = time.monotonic()
+        if now - self._last_health >= chameleon_settings.PLUGIN_HEALTH_INTERVAL:
+            self._last_health = now
+            self.manager.check_health()
+        if now - self._last_heartbeat >= chameleon_settings.HEARTBEAT_INTERVAL:
+            self._last_heartbeat = now
+            self.heartbeat()
+        if chameleon_settings.HOT_RELOAD:
+            self.watch()
+
+    def run_commands(self) -> None:
+        commands = list(PluginCommand.objects.filter(id__gt=self._last_command).select_related("plugin")
+                        .order_by("id"))
+        for command in commands:
+            self._last_command = command.pk
+            execute_command(self.manager, command)
+
+    def reconcile(self) -> None:
+        manager = self.manager
+        desired = manager.store.desired()
+        for name, entry in list(manager.entries.items()):
+            enabled, config_version = desired.get(name, (True, 0))
+            try:
+                if enabled and entry.state in (PluginState.REGISTERED, PluginState.STOPPED):
+                    deps_running = all(manager.entries.get(r.name) is not None
+                                       and manager.entries[r.name].state == PluginState.RUNNING
+                                       for r in entry.cls.requirements())
+                    if deps_running:
+                        manager.start(name)
+                elif not enabled and entry.state in (PluginState.RUNNING, PluginState.INITIALIZED):
+                    manager.stop(name, cascade=True, reason="disabled")
+                elif enabled and entry.state == PluginState.RUNNING and config_version != entry.config_version:
+                    manager.apply_config(name)
+            except PluginError as exc:
+                logger.warning("Reconciling %s: %s", name, exc)
+
+    def heartbeat(self) -> None:
+        manager = self.manager
+        manager.store.heartbeat(manager.node)
+        for name, entry in manager.entries.items():
+            stats = manager.call_metrics(name)
+            if stats:
+                PluginInstance.objects.filter(plugin__name=name, node=manager.node).update(
+                    metrics=stats, circuit_state=entry.breaker.state)
+
+    # -- hot reload watch --------------------------------------------------------------
+    def _watched_files(self) -> dict[str, tuple[str, float]]:
+        files: dict[str, tuple[str, float]] = {}
+        for name, entry in self.manager.entries.items():
+            if entry.source is None or entry.source.kind != "directory":
+                continue
+            root = Path(entry.source.path)
+            paths = root.rglob("*.py") if root.is_dir() else [root]
+            for path in paths:
+                try:
+                    files[str(path)] = (name, path.stat().st_mtime)
+                except OSError:
+                    pass
+        return files
+
+    def _snapshot_mtimes(self) -> None:
+        if self.manager is not None:
+            self._mtimes = {path: mtime for path, (_, mtime) in self._watched_files().items()}
+
+    def watch(self) -> None:
+        changed: set[str] = set()
+        for path, (name, mtime) in self._watched_files().items():
+            if self._mtimes.get(path) != mtime:
+                self._mtimes[path] = mtime
+                changed.add(name)
+        for name in sorted(changed):
+            logger.info("Plugin %s changed on disk; reloading", name)
+            self.manager.reload(name)
+
+    # -- shutdown -------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 10.0) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout)
+        if self.manager is not None:
+            self.manager.stop_all()
+        connection.close()
+
+
+def start_plugin_host(kind: str) -> NodeHost:
+    """Start hosting plugins in this process (idempotent)."""
+    global _host
+    if _host is None:
+        import atexit
+
+        _host = NodeHost(kind)
+        _host.start()
+        atexit.register(_host.shutdown)
+    return _host
+
+
+def stop_plugin_host() -> None:
+    if _host is not None:
+        _host.shutdown()
+
+
+def current_host() -> NodeHost | None:
+    return _host
+
+
+def host_info() -> dict[str, Any]:
+    manager = _manager
+    return {"node": manager.node if manager else "", "plugins": sorted(manager.entries) if manager else []}

@@ -1,0 +1,92 @@
+"""Lifecycle: transitions persisted (instance + history) and evented; failing hooks; health; restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins_app import events
+from plugins_app.contract import HealthStatus
+from plugins_app.errors import InvalidTransition
+from plugins_app.models import Plugin, PluginInstance, PluginStateChange
+from tests.fixtures.services import wait_for
+from tests.plugins.conftest import make_plugin
+
+
+def states(name: str) -> list[tuple[str, str]]:
+    return [(c.from_state, c.to_state) for c in PluginStateChange.objects.filter(plugin__name=name).order_by("id")]
+
+
+def test_transitions_are_persisted_with_history(db_manager):
+    db_manager.register(make_plugin("life"))
+    db_manager.start("life")
+    db_manager.stop("life")
+    instance = PluginInstance.objects.get(plugin__name="life", node="test-node")
+    assert instance.state == "stopped" and instance.version == "1.0.0"
+    assert states("life") == [("registered", "registered"), ("registered", "initialized"),
+                              ("initialized", "running"), ("running", "stopped")]
+    assert Plugin.objects.get(name="life").enabled is True
+
+
+def test_only_allowed_transitions_happen(bare_manager):
+    bare_manager.register(make_plugin("strict"))
+    entry = bare_manager.entries["strict"]
+    with pytest.raises(InvalidTransition):
+        bare_manager._transition(entry, "running")
+
+
+@pytest.mark.parametrize("hook", ["initialize", "start"])
+def test_an_exception_in_a_hook_fails_the_plugin_keeps_the_traceback_and_others_go_on(db_manager, hook):
+    def explode(self, *args):
+        raise RuntimeError(f"broken {hook}")
+
+    db_manager.register(make_plugin("broken", **{hook: explode}))
+    db_manager.register(make_plugin("healthy"))
+    failures = db_manager.start_all()
+    assert f"broken {hook}" in failures["broken"]
+    instance = PluginInstance.objects.get(plugin__name="broken")
+    assert instance.state == "failed"
+    assert f"RuntimeError: broken {hook}" in instance.error
+    assert "Traceback" in instance.traceback and "explode" in instance.traceback
+    assert db_manager.entries["healthy"].state == "running"
+
+
+def test_a_failing_stop_fails_the_plugin(db_manager):
+    def explode(self, ctx):
+        raise RuntimeError("no stopping")
+
+    db_manager.register(make_plugin("sticky", stop=explode))
+    db_manager.start_all()
+    db_manager.stop("sticky")
+    assert PluginInstance.objects.get(plugin__name="sticky").state == "failed"
+
+
+def test_restart_counts_and_is_persisted(db_manager):
+    db_manager.register(make_plugin("again"))
+    db_manager.start_all()
+    assert db_manager.restart("again") and db_manager.restart("again")
+    instance = PluginInstance.objects.get(plugin__name="again")
+    assert instance.restart_count == 2 and instance.state == "running"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transitions_and_health_changes_are_published_as_events(db_manager):
+    seen: list[tuple[str, dict]] = []
+    subscription = events.subscribe("plugin.#", lambda event: seen.append((event.topic, event.data)))
+    health = {"ok": True}
+    try:
+        db_manager.register(make_plugin("evented", health=lambda self: HealthStatus(health["ok"], "checked")))
+        db_manager.start_all()
+        db_manager.check_health()
+        health["ok"] = False
+        db_manager.check_health()
+        db_manager.restart("evented")
+        wanted = ["plugin.registered", "plugin.initialized", "plugin.started", "plugin.health_changed",
+                  "plugin.health_changed", "plugin.stopped", "plugin.initialized", "plugin.started",
+                  "plugin.restarted"]
+        wait_for(lambda: [t for t, d in seen if d.get("plugin") == "evented"] == wanted, 10,
+                 f"plugin events in order (saw {seen})")
+    finally:
+        events.unsubscribe(subscription)
+    unhealthy = [d for t, d in seen if t == "plugin.health_changed"][-1]
+    assert unhealthy["healthy"] is False and unhealthy["node"] == "test-node"
+    assert PluginInstance.objects.get(plugin__name="evented").healthy is False
