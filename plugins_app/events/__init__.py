@@ -1,76 +1,66 @@
-"""The event bus's public interface: `publish()` and `subscribe()` (SPEC §4).
+"""The event bus's public interface: `publish()`, `subscribe()`, `unsubscribe()`, `Event`.
 
-Everything in Chameleon publishes through these two functions. Until the full bus
-(patterns on a trie, bounded queues, Redis/Kafka transports, the outbox) lands, this
-module delivers synchronously in-process to matching subscribers and logs each event;
-the signatures are the contract the full bus keeps.
+Everything in Chameleon publishes through these functions (SPEC §4). `publish()` builds
+the envelope, waits for the surrounding transaction to commit when there is one, queues
+the event for this process's subscribers (never waiting on them) and, unless
+`scope="local"`, hands it to the cross-node transport (plugins_app.events.transport).
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
+from plugins_app.events.bus import EventBus, Subscription
+from plugins_app.events.envelope import (
+    Event,
+    InvalidEvent,
+    InvalidTopic,
+    validate_pattern,
+    validate_topic,
+)
 
-logger = logging.getLogger("chameleon.events")
+__all__ = [
+    "Event", "EventBus", "InvalidEvent", "InvalidTopic", "Subscription", "flush", "get_bus", "publish",
+    "validate_pattern", "validate_topic",
+    "subscribe", "unsubscribe",
+]
 
+SCOPES = ("local", "cluster")
 
-@dataclass(frozen=True)
-class Event:
-    """The envelope: id, topic, source, data, timestamp (UTC ISO 8601) and node."""
-
-    topic: str
-    data: dict[str, Any] = field(default_factory=dict)
-    source: str = "system"
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    timestamp: str = field(default_factory=lambda: timezone.now().isoformat().replace("+00:00", "Z"))
-    node: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "topic": self.topic, "source": self.source, "data": self.data,
-            "timestamp": self.timestamp, "node": self.node,
-        }
+_bus: EventBus | None = None
+_valid_topics: set[str] = set()
 
 
-@dataclass
-class Subscription:
-    pattern: str
-    handler: Callable[[Event], Any]
-    group: str | None = None
-    filter: Callable[[Event], bool] | None = None
+def get_bus() -> EventBus:
+    """This process's bus, configured from `CHAMELEON["EVENT_*"]` on first use."""
+    global _bus
+    if _bus is None:
+        from core.conf import chameleon_settings
 
-
-_subscriptions: list[Subscription] = []
-
-
-def _matches(pattern: str, topic: str) -> bool:
-    regex = "^" + r"\.".join(
-        "[^.]+" if part == "*" else ".*" if part == "#" else re.escape(part) for part in pattern.split(".")
-    ) + "$"
-    return re.match(regex.replace(r"\..*", r"(\..*)?"), topic) is not None
+        _bus = EventBus(
+            workers=chameleon_settings.EVENT_WORKERS,
+            queue_size=chameleon_settings.EVENT_QUEUE_SIZE,
+            handler_timeout=chameleon_settings.EVENT_HANDLER_TIMEOUT,
+        )
+    return _bus
 
 
 def publish(
-    topic: str, data: dict[str, Any] | None = None, *, source: str = "system", scope: str = "cluster"
+    topic: str,
+    data: dict[str, Any] | None = None,
+    *,
+    source: str = "system",
+    scope: str = "cluster",
+    after_commit: bool | None = None,
 ) -> Event:
-    """Publish an event. `scope="local"` keeps it in this process; "cluster" crosses nodes."""
-    from core.nodes import current_node_name
+    """Publish an event and return its envelope.
 
-    event = Event(topic=topic, data=data or {}, source=source, node=current_node_name())
-    logger.info("event %s from %s", topic, source)
-    for subscription in list(_subscriptions):
-        if _matches(subscription.pattern, topic) and (subscription.filter is None or subscription.filter(event)):
-            try:
-                subscription.handler(event)
-            except Exception:
-                logger.exception("Event handler for %s failed on %s", subscription.pattern, topic)
-    return event
+    `scope="local"` keeps it in this process; `"cluster"` (the default) stores it and sends it
+    to every node. Inside `transaction.atomic()` the event goes out only once the
+    transaction commits (and not at all on rollback), unless `after_commit=False`.
+    """
+    return delivery.publish_event(topic, data, source=source, scope=scope, after_commit=after_commit)
 
 
 def subscribe(
@@ -78,14 +68,45 @@ def subscribe(
     handler: Callable[[Event], Any],
     *,
     group: str | None = None,
-    filter: Callable[[Event], bool] | None = None,
+    filter: Callable[[Event], bool] | None = None,  # noqa: A002 - part of the contract
+    timeout: float | None = None,
+    max_queue: int | None = None,
+    batch: bool = False,
+    name: str | None = None,
 ) -> Subscription:
-    """Call `handler(event)` for every event whose topic matches `pattern` (`*`, `#`)."""
-    subscription = Subscription(pattern, handler, group, filter)
-    _subscriptions.append(subscription)
+    """Call `handler(event)` for every event whose topic matches `pattern`.
+
+    `*` matches exactly one segment, `#` zero or more. `filter(event) -> bool` narrows it
+    further. A coroutine function is awaited on the event loop running at subscribe time.
+    With a `group`, each cluster event reaches one subscription of that group in the whole
+    cluster; without, every node's subscription gets it. `timeout` (seconds) and
+    `max_queue` default to `EVENT_HANDLER_TIMEOUT` / `EVENT_QUEUE_SIZE`; `batch=True` passes
+    lists of events.
+    """
+    subscription = get_bus().subscribe(
+        pattern, handler, group=group, filter=filter, timeout=timeout, max_queue=max_queue, batch=batch,
+        name=name,
+    )
+    delivery.subscribed(subscription)
     return subscription
 
 
 def unsubscribe(subscription: Subscription) -> None:
-    if subscription in _subscriptions:
-        _subscriptions.remove(subscription)
+    get_bus().unsubscribe(subscription)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until this process's queued events are handled and sent (tests, shutdown)."""
+    return delivery.flush(timeout)
+
+
+def check_topic(topic: str) -> str:
+    """Validate a topic once; later publishes of the same topic skip the regex."""
+    if topic not in _valid_topics:
+        validate_topic(topic)
+        if len(_valid_topics) < 100_000:
+            _valid_topics.add(topic)
+    return topic
+
+
+from plugins_app.events import delivery  # noqa: E402 - it imports the names defined above

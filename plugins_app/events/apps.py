@@ -8,3 +8,8 @@ class EventsConfig(AppConfig):
     label = "events"
     verbose_name = "Events"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from plugins_app.events.registry import register_builtin_event_types
+
+        register_builtin_event_types()

@@ -1,0 +1,287 @@
+"""Cross-process delivery: the outbound sender (with its outbox) and the inbound receivers.
+
+The transport is chosen by `CHAMELEON["EVENT_TRANSPORT"]`: `auto` picks Redis when
+`REDIS_URL` is set, else Kafka when `KAFKA_BROKERS` is, else the database (the stored rows
+are the messages; every node polls them). A transport implements `send(messages)`,
+`receive_node(stop, on_message, ready)` (every event, once per node) and
+`receive_group(group, consumer, stop, on_message, ready)` (once per cluster per group).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from plugins_app.events import metrics
+from plugins_app.events.envelope import Event
+
+logger = logging.getLogger("chameleon.events")
+
+#: Events kept in memory while the transport is down (they are in the database too).
+PENDING_LIMIT = 100_000
+SEND_BATCH = 500
+
+
+def transport_name() -> str:
+    from core.conf import chameleon_settings
+
+    mode = chameleon_settings.EVENT_TRANSPORT
+    if mode == "auto":
+        if chameleon_settings.REDIS_URL:
+            return "redis"
+        return "kafka" if chameleon_settings.KAFKA_BROKERS else "database"
+    return mode
+
+
+def make_transport() -> Any:
+    """The configured transport object, or None for the embedded database transport."""
+    from core.conf import chameleon_settings
+
+    name = transport_name()
+    if name == "redis":
+        from plugins_app.events.transports.redis import RedisTransport
+
+        return RedisTransport(chameleon_settings.REDIS_URL, chameleon_settings.EVENT_STREAM)
+    if name == "kafka":
+        from plugins_app.events.transports.kafka import KafkaTransport
+
+        return KafkaTransport(chameleon_settings.KAFKA_BROKERS, chameleon_settings.EVENT_STREAM)
+    return None
+
+
+def encode(event: Event, origin: str) -> str:
+    return json.dumps({**event.as_dict(), "origin": origin}, separators=(",", ":"), default=str)
+
+
+def _origin() -> str:
+    from plugins_app.events.delivery import process_origin
+
+    return process_origin()
+
+
+class Outbound:
+    """Stores cluster events and sends them; what the transport refuses waits in the outbox."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._store_queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._pending: deque[Event] = deque()
+        self._unsent = 0
+        self._count_lock = threading.Lock()
+        self._threads: dict[str, threading.Thread] = {}
+        self._start_lock = threading.Lock()
+        self.transport_up = True
+        self._warned_storage = False
+
+    def pid_changed(self) -> bool:
+        return self.pid != os.getpid()
+
+    def submit(self, event: Event) -> None:
+        from plugins_app.events.delivery import running_in_event_loop
+
+        if self.transport is not None:
+            with self._count_lock:
+                self._unsent += 1
+        if running_in_event_loop():
+            # No database calls on an event loop: a thread stores it (then sends it).
+            self._thread("store", self._store_loop)
+            self._store_queue.put(event)
+        else:
+            self._store_and_queue([event])
+
+    def _store_and_queue(self, events: list[Event]) -> None:
+        from plugins_app.events import services
+
+        try:
+            services.store_events(events, origin=_origin(), dispatched=self.transport is None)
+        except Exception:  # noqa: BLE001 - no database must not stop the event
+            if not self._warned_storage:
+                self._warned_storage = True
+                logger.warning("Could not store events (%s, ...); they are delivered but not kept",
+                               events[0].topic, exc_info=True)
+        if self.transport is not None:
+            self._thread("send", self._send_loop)
+            for event in events:
+                self._queue.put(event)
+
+    def _thread(self, name: str, target: Callable[[], None]) -> None:
+        if name in self._threads:
+            return
+        with self._start_lock:
+            if name not in self._threads:
+                thread = threading.Thread(target=target, name=f"chameleon-events-{name}", daemon=True)
+                self._threads[name] = thread
+                thread.start()
+
+    def _store_loop(self) -> None:
+        from django.db import close_old_connections
+
+        while True:
+            events = [self._store_queue.get()]
+            while len(events) < SEND_BATCH:
+                try:
+                    events.append(self._store_queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._store_and_queue(events)
+            close_old_connections()
+
+    def _send_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            batch: list[Event] = []
+            try:
+                batch.append(self._queue.get(timeout=backoff if self._pending else None))
+                while len(batch) < SEND_BATCH:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            if batch:
+                self._pending.extend(batch)
+                overflow = len(self._pending) - PENDING_LIMIT
+                for _ in range(max(0, overflow)):
+                    self._pending.popleft()
+                    self._sent(1)
+                    metrics.dropped.labels(queue="outbox").inc()
+            metrics.outbox_pending.set(len(self._pending))
+            if self._relay():
+                backoff = 0.1
+            else:
+                backoff = min(backoff * 2, 5.0)
+
+    def _relay(self) -> bool:
+        """Send pending events oldest first; False when the transport refused them."""
+        from django.db import close_old_connections
+
+        from plugins_app.events import services
+
+        origin = _origin()
+        while self._pending:
+            chunk = [self._pending[i] for i in range(min(len(self._pending), SEND_BATCH))]
+            try:
+                self.transport.send([encode(event, origin) for event in chunk])
+            except Exception as exc:  # noqa: BLE001 - every client error means "down"
+                metrics.transport_errors.labels(transport=self.transport.name).inc()
+                if self.transport_up:
+                    self.transport_up = False
+                    logger.warning("Event transport %s is down (%s); %d events wait in the outbox",
+                                   self.transport.name, exc, len(self._pending))
+                self._mark(services, chunk, dispatched=False)
+                return False
+            for _ in chunk:
+                self._pending.popleft()
+            if not self.transport_up:
+                self.transport_up = True
+                logger.warning("Event transport %s is back; sending the outbox", self.transport.name)
+            self._mark(services, chunk, dispatched=True)
+            self._sent(len(chunk))
+        metrics.outbox_pending.set(0)
+        close_old_connections()
+        return True
+
+    def _mark(self, services: Any, events: list[Event], *, dispatched: bool) -> None:
+        try:
+            services.mark_dispatched([event.id for event in events], dispatched=dispatched)
+        except Exception:  # noqa: BLE001 - the sent flag is bookkeeping
+            logger.debug("Could not mark events dispatched=%s", dispatched, exc_info=True)
+
+    def _sent(self, count: int) -> None:
+        with self._count_lock:
+            self._unsent -= count
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._unsent <= 0 and self._store_queue.empty():
+                return True
+            time.sleep(0.002)
+        return False
+
+
+class Inbound:
+    """Receivers that bring other processes' events (and groups' shares) into a bus."""
+
+    def __init__(self, transport: Any, bus: Any, *, origin: str | None = None, consumer: str | None = None) -> None:
+        from core.nodes import current_node_name
+
+        self.transport = transport
+        self.bus = bus
+        self.pid = os.getpid()
+        self.origin = origin or _origin()
+        self.consumer = consumer or current_node_name() or f"process-{self.origin}"
+        self.name = transport.name if transport is not None else "database"
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        self.group_ready: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def pid_changed(self) -> bool:
+        return self.pid != os.getpid()
+
+    def start(self) -> None:
+        if self.transport is None:
+            from plugins_app.events.transports.database import receive_node
+        else:
+            receive_node = self.transport.receive_node
+        threading.Thread(
+            target=self._guard, args=(receive_node, self._stop, self._on_node_message, self.ready),
+            name="chameleon-events-inbound", daemon=True,
+        ).start()
+
+    def ensure_group(self, group: str) -> threading.Event:
+        with self._lock:
+            if group in self.group_ready:
+                return self.group_ready[group]
+            ready = self.group_ready[group] = threading.Event()
+        if self.transport is None:
+            from plugins_app.events.transports.database import receive_group
+        else:
+            receive_group = self.transport.receive_group
+
+        def run(stop: threading.Event, on_message: Any, ready: threading.Event) -> None:
+            receive_group(group, self.consumer, stop, on_message, ready)
+
+        threading.Thread(
+            target=self._guard, args=(run, self._stop, lambda message: self._on_group_message(group, message), ready),
+            name=f"chameleon-events-group-{group}", daemon=True,
+        ).start()
+        return ready
+
+    def _guard(self, target: Callable[..., None], *args: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                target(*args)
+                return
+            except Exception:  # noqa: BLE001 - a receiver must outlive any error
+                metrics.transport_errors.labels(transport=self.name).inc()
+                logger.exception("Event receiver (%s) failed; restarting it", self.name)
+                self._stop.wait(1.0)
+
+    def _decode(self, message: Any) -> dict[str, Any]:
+        if isinstance(message, dict):
+            return message
+        return json.loads(message)
+
+    def _on_node_message(self, message: Any) -> None:
+        value = self._decode(message)
+        if value.get("origin") == self.origin:
+            return  # our own event: already delivered locally when it was published
+        metrics.remote_received.labels(transport=self.name).inc()
+        self.bus.dispatch(Event.from_dict(value), groups=False)
+
+    def _on_group_message(self, group: str, message: Any) -> None:
+        self.bus.dispatch(Event.from_dict(self._decode(message)), plain=False, group=group)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.transport is not None:
+            self.transport.close()
