@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
@@ -27,17 +28,51 @@ _CLOSED = "closed"
 
 
 class CallRoute:
-    """A resolved (plugin, method): the bound method and its metric children, cached per instance."""
+    """A resolved (plugin, method): the bound method and its call statistics, cached per instance.
 
-    __slots__ = ("entry", "func", "method", "ok", "errors", "latency", "calls", "failures", "total_time")
+    The hot path only bumps plain numbers here (under the plugin's lock, which it takes
+    anyway for the concurrency limit); `flush()` moves them into the Prometheus families
+    (SPEC §7 names) -- on every host tick, before /metrics snapshots and before
+    `call_metrics()` reads them. Observing a prometheus_client histogram per call costs
+    more than the whole 2 us budget.
+    """
+
+    __slots__ = ("entry", "func", "method", "ok", "errors", "total", "buckets", "_ok_child", "_error_child",
+                 "_latency_child")
 
     def __init__(self, entry: PluginEntry, method: str, func: Any) -> None:
         self.entry = entry
         self.method = method
         self.func = func
-        self.ok = metrics.plugin_calls.labels(plugin=entry.name, method=method, outcome="success")
-        self.errors = metrics.plugin_calls.labels(plugin=entry.name, method=method, outcome="error")
-        self.latency = metrics.plugin_call_duration.labels(plugin=entry.name, method=method)
+        self.ok = 0
+        self.errors = 0
+        self.total = 0.0
+        self.buckets = [0] * (len(BOUNDS) + 1)
+        self._ok_child = metrics.plugin_calls.labels(plugin=entry.name, method=method, outcome="success")
+        self._error_child = metrics.plugin_calls.labels(plugin=entry.name, method=method, outcome="error")
+        self._latency_child = metrics.plugin_call_duration.labels(plugin=entry.name, method=method)
+
+    def flush(self) -> None:
+        with self.entry.lock:
+            ok, errors, total, buckets = self.ok, self.errors, self.total, self.buckets
+            self.ok = self.errors = 0
+            self.total = 0.0
+            self.buckets = [0] * (len(BOUNDS) + 1)
+        if ok:
+            self._ok_child.inc(ok)
+        if errors:
+            self._error_child.inc(errors)
+        if ok or errors:
+            # prometheus_client keeps non-cumulative bucket counters in `_buckets`, the last
+            # one being +Inf; adding the batched counts there equals observing each call.
+            child_buckets = self._latency_child._buckets
+            for index, count in enumerate(buckets):
+                if count:
+                    child_buckets[min(index, len(child_buckets) - 1)].inc(count)
+            self._latency_child._sum.inc(total)
+
+
+BOUNDS = tuple(b for b in metrics.plugin_call_duration._upper_bounds if b != float("inf"))
 
 
 class CallsMixin:
@@ -45,6 +80,7 @@ class CallsMixin:
 
     entries: dict[str, PluginEntry]
     _routes: dict[tuple[str, str], CallRoute]
+    _retired_routes: list[CallRoute]
 
     def _route(self, plugin: str, method: str) -> CallRoute:
         entry = self.entries.get(plugin)
@@ -76,25 +112,37 @@ class CallsMixin:
             metrics.plugin_calls.labels(plugin=plugin, method=method, outcome="rejected").inc()
             raise CircuitOpen(plugin, breaker.retry_in())
         if timeout is None:
-            timeout = entry.cls.call_timeout
-        semaphore = entry.semaphore
-        if not semaphore.acquire(False):
+            timeout = entry.call_timeout
+        lock = entry.lock
+        with lock:
+            if entry.active >= entry.max_concurrency:
+                busy = True
+            else:
+                busy = False
+                entry.active += 1
+        if busy:
             metrics.plugin_calls.labels(plugin=plugin, method=method, outcome="busy").inc()
-            raise PluginBusy(plugin, entry.cls.max_concurrency)
+            raise PluginBusy(plugin, entry.max_concurrency)
         started = _perf()
         if timeout is not None:
             return self._call_with_timeout(route, timeout, started, args, kwargs)
         try:
             result = route.func(*args, **kwargs)
         except Exception as exc:
-            route.latency.observe(_perf() - started)
-            route.errors.inc()
+            elapsed = _perf() - started
+            with lock:
+                entry.active -= 1
+                route.errors += 1
+                route.total += elapsed
+                route.buckets[bisect_left(BOUNDS, elapsed)] += 1
             breaker.record_failure()
             raise PluginCallError(plugin, method, exc) from exc
-        finally:
-            semaphore.release()
-        route.latency.observe(_perf() - started)
-        route.ok.inc()
+        elapsed = _perf() - started
+        with lock:
+            entry.active -= 1
+            route.ok += 1
+            route.total += elapsed
+            route.buckets[bisect_left(BOUNDS, elapsed)] += 1
         if breaker.failures:
             breaker.record_success()
         return result
@@ -102,7 +150,7 @@ class CallsMixin:
     def _call_with_timeout(self, route: CallRoute, timeout: float, started: float, args: tuple, kwargs: dict) -> Any:
         entry = route.entry
         if entry.executor is None:
-            entry.executor = ThreadPoolExecutor(max_workers=entry.cls.max_concurrency,
+            entry.executor = ThreadPoolExecutor(max_workers=entry.max_concurrency,
                                                 thread_name_prefix=f"plugin-{entry.name}")
 
         def run() -> Any:
@@ -112,29 +160,50 @@ class CallsMixin:
             finally:
                 plugin_var.reset(token)
 
+        def finished(_future: Any) -> None:
+            # The slot is freed when the call really ends, even after the caller gave up on it.
+            with entry.lock:
+                entry.active -= 1
+
         future = entry.executor.submit(run)
-        # The slot is freed when the call really ends, even after the caller gave up on it.
-        future.add_done_callback(lambda _f: entry.semaphore.release())
+        future.add_done_callback(finished)
+
+        def record(ok: bool) -> None:
+            elapsed = _perf() - started
+            with entry.lock:
+                if ok:
+                    route.ok += 1
+                else:
+                    route.errors += 1
+                route.total += elapsed
+                route.buckets[bisect_left(BOUNDS, elapsed)] += 1
+
         try:
             result = future.result(timeout=timeout)
         except FutureTimeout:
-            route.latency.observe(_perf() - started)
             metrics.plugin_calls.labels(plugin=entry.name, method=route.method, outcome="timeout").inc()
+            metrics.plugin_call_duration.labels(plugin=entry.name, method=route.method).observe(_perf() - started)
             entry.breaker.record_failure()
             raise PluginCallTimeout(entry.name, route.method, timeout) from None
         except Exception as exc:
-            route.latency.observe(_perf() - started)
-            route.errors.inc()
+            record(False)
             entry.breaker.record_failure()
             raise PluginCallError(entry.name, route.method, exc) from exc
-        route.latency.observe(_perf() - started)
-        route.ok.inc()
+        record(True)
         if entry.breaker.failures:
             entry.breaker.record_success()
         return result
 
+    def flush_call_metrics(self) -> None:
+        """Move batched call statistics into the Prometheus families."""
+        routes = list(self._routes.values()) + self._retired_routes
+        self._retired_routes = []
+        for route in routes:
+            route.flush()
+
     def call_metrics(self, plugin: str) -> dict[str, dict[str, float]]:
         """Per-method calls, errors and mean latency of `plugin` on this node, from the metric families."""
+        self.flush_call_metrics()
         result: dict[str, dict[str, float]] = {}
         for family in metrics.plugin_calls.collect():
             for sample in family.samples:

@@ -69,7 +69,10 @@ class PluginEntry:
         self.breaker = CircuitBreaker(cls.max_failures, cls.reset_interval, cls.half_open_probes,
                                       on_change=lambda state, n=cls.name: metrics.plugin_circuit_state.labels(
                                           plugin=n).set(CircuitState.GAUGE[state]))
-        self.semaphore = threading.BoundedSemaphore(cls.max_concurrency)
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_concurrency = cls.max_concurrency
+        self.call_timeout = cls.call_timeout
         self.executor: Any = None
 
 
@@ -95,7 +98,9 @@ class PluginManager(CallsMixin):
         self.entries: dict[str, PluginEntry] = {}
         self.discovery_errors: dict[str, str] = {}
         self._routes: dict[tuple[str, str], CallRoute] = {}
+        self._retired_routes: list[CallRoute] = []
         self._lock = threading.RLock()
+        self._problems: dict[str, str] | None = None
 
     # -- registration ------------------------------------------------------------------
     def load(self, discovery: Discovery) -> None:
@@ -109,6 +114,7 @@ class PluginManager(CallsMixin):
             if cls.name in self.entries:
                 raise LifecycleError(cls.name, f"Plugin {cls.name!r} is already registered on this node")
             entry = self.entries[cls.name] = PluginEntry(cls, source)
+            self._problems = None
         self.store.ensure_plugin(cls, source)
         self.store.transition(self.node, cls.name, S.REGISTERED, S.REGISTERED, version=cls.version,
                               reason="registered", error="", traceback="", restart_count=0)
@@ -149,7 +155,7 @@ class PluginManager(CallsMixin):
             entry.error, entry.traceback = error, tb
         elif to_state in (S.INITIALIZED, S.RUNNING) and reason != "reload failed":
             entry.error, entry.traceback = "", ""
-        self._routes = {key: route for key, route in self._routes.items() if key[0] != entry.name}
+        self._retire_routes(entry.name)
         metrics.plugin_status.labels(name=entry.name, status=from_state).set(0)
         metrics.plugin_status.labels(name=entry.name, status=to_state).set(1)
         self.store.transition(
@@ -163,6 +169,16 @@ class PluginManager(CallsMixin):
         if topic:
             self._publish(topic, entry, previous=from_state, reason=reason,
                           **({"error": error} if error else {}), **data)
+
+    def _retire_routes(self, name: str) -> None:
+        """Forget cached call routes of `name` (its instance changed), keeping their unflushed figures."""
+        kept = {}
+        for key, route in self._routes.items():
+            if key[0] == name:
+                self._retired_routes.append(route)
+            else:
+                kept[key] = route
+        self._routes = kept
 
     def _fail(self, entry: PluginEntry, hook: str, exc: BaseException) -> None:
         error = f"{hook}: {type(exc).__name__}: {exc}"
@@ -200,8 +216,14 @@ class PluginManager(CallsMixin):
                              services=self.services, node=self.node)
 
     # -- lifecycle operations ---------------------------------------------------------
+    def dependency_problems(self) -> dict[str, str]:
+        """check_dependencies over the loaded classes, cached until a class is added or replaced."""
+        if self._problems is None:
+            self._problems = check_dependencies(self.classes())
+        return self._problems
+
     def _require_dependencies_running(self, entry: PluginEntry) -> None:
-        problems = check_dependencies(self.classes())
+        problems = self.dependency_problems()
         if entry.name in problems:
             raise LifecycleError(entry.name, problems[entry.name], plugins=_names_in(problems[entry.name]))
         for requirement in entry.cls.requirements():
@@ -294,7 +316,7 @@ class PluginManager(CallsMixin):
 
     def start_all(self, only: set[str] | None = None) -> dict[str, str]:
         """Start every (or every `only`) plugin in dependency order; returns refusals and failures."""
-        problems = check_dependencies(self.classes())
+        problems = self.dependency_problems()
         outcome: dict[str, str] = {}
         for name, message in problems.items():
             entry = self.entries[name]
@@ -413,6 +435,9 @@ class PluginManager(CallsMixin):
                         "error": error, "traceback": tb}
             old_instance, old_ctx = entry.instance, entry.ctx
             entry.cls = new_cls
+            self._problems = None
+            entry.max_concurrency, entry.call_timeout = new_cls.max_concurrency, new_cls.call_timeout
+            self._retire_routes(name)
             entry.breaker.max_failures, entry.breaker.reset_interval = new_cls.max_failures, new_cls.reset_interval
             if was_running:
                 entry.instance, entry.ctx = new_instance, new_ctx

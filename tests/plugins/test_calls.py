@@ -40,6 +40,7 @@ def test_calls_reach_the_method_and_are_counted(bare_manager):
     bare_manager.register(cls)
     bare_manager.start_all()
     assert bare_manager.call("calc-count", "add", 2, b=3) == 5
+    bare_manager.flush_call_metrics()
     assert sample("plugin_calls_total", plugin="calc-count", method="add", outcome="success") == 1
     assert sample("plugin_call_duration_seconds_count", plugin="calc-count", method="add") == 1
     assert bare_manager.call_metrics("calc-count")["add"]["calls"] == 1
@@ -69,6 +70,7 @@ def test_a_plugin_exception_reaches_the_caller_typed_and_opens_the_breaker(bare_
         bare_manager.call("calc-fail", "fail")
     with pytest.raises(CircuitOpen):
         bare_manager.call("calc-fail", "add", 1, 1)
+    bare_manager.flush_call_metrics()
     assert sample("plugin_calls_total", plugin="calc-fail", method="fail", outcome="error") == 2
     assert sample("plugin_circuit_state", plugin="calc-fail") == 2
 
@@ -95,7 +97,7 @@ def test_concurrency_limit_refuses_extra_calls(bare_manager):
     try:
         from tests.fixtures.services import wait_for
 
-        wait_for(lambda: bare_manager.entries["calc-busy"].semaphore._value == 0, 5, "the first call to hold the slot")
+        wait_for(lambda: bare_manager.entries["calc-busy"].active == 1, 5, "the first call to hold the slot")
         with pytest.raises(PluginBusy):
             bare_manager.call("calc-busy", "add", 1, 2)
     finally:
