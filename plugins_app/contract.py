@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jsonschema import Draft202012Validator
@@ -21,7 +21,7 @@ PERMISSION_RE = re.compile(r"^(events:publish|events:subscribe(:[\w.*#-]+)?|serv
                            r"|tasks:register|config:read|data:write|http:endpoints)$")
 
 
-class PluginKind(str, Enum):
+class PluginKind(StrEnum):
     PLAIN = "plain"
     SERVICE = "service"
     MIDDLEWARE = "middleware"

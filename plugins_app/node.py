@@ -138,6 +138,7 @@ class NodeHost(threading.Thread):
     def tick(self) -> None:
         self.run_commands()
         self.reconcile()
+        self.manager.flush_call_metrics()
         now = time.monotonic()
         if now - self._last_health >= chameleon_settings.PLUGIN_HEALTH_INTERVAL:
             self._last_health = now

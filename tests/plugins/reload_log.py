@@ -1,0 +1,3 @@
+"""Shared, import-stable record of what reloaded plugin versions did (test helper)."""
+
+EVENTS: list[str] = []
