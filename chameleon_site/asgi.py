@@ -16,6 +16,7 @@ django_application = get_asgi_application()
 
 from chameleon_site.routing import websocket_urlpatterns  # noqa: E402
 from core.nodes import start_node  # noqa: E402
+from plugins_app.discovery.runtime import start_runtime  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -25,3 +26,4 @@ application = ProtocolTypeRouter(
 )
 
 start_node("web")
+start_runtime()  # service expiry, health checks, monitor and alert rules

@@ -130,6 +130,9 @@ class RegistryBackend:
         """The live instances of `name` from the cache (all health states)."""
         raise NotImplementedError
 
+    def watch(self) -> None:
+        """Make sure changes are followed (the etcd watch; nothing to do for the database)."""
+
     def invalidate(self, name: str | None = None) -> None:
         """Drop cached instances of `name` (or all) so the next discover reads the back end."""
 
@@ -347,6 +350,9 @@ class EtcdRegistry(RegistryBackend):
         instance.health, instance.health_message, instance.last_check = health, message[:500], checked_at
         self._write(instance, lease_id)
         return instance
+
+    def watch(self) -> None:
+        self._ensure_watch()
 
     def discover(self, name: str) -> list[Instance]:
         self._ensure_watch()
