@@ -17,6 +17,7 @@ django_application = get_asgi_application()
 from chameleon_site.routing import websocket_urlpatterns  # noqa: E402
 from core.nodes import start_node  # noqa: E402
 from plugins_app.discovery.runtime import start_runtime  # noqa: E402
+from plugins_app.node import start_plugin_host  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -27,3 +28,4 @@ application = ProtocolTypeRouter(
 
 start_node("web")
 start_runtime()  # service expiry, health checks, monitor and alert rules
+start_plugin_host("web")

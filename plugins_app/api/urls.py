@@ -2,4 +2,8 @@
 
 from rest_framework.routers import SimpleRouter
 
+from plugins_app.api.views import PluginCommandViewSet, PluginViewSet
+
 router = SimpleRouter()
+router.register("plugins", PluginViewSet)
+router.register("plugin-commands", PluginCommandViewSet)

@@ -1,0 +1,49 @@
+"""Seed routes: GET /plugins/status and POST /plugins/{name}/restart, in the seed's envelope."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.api.seed import SeedAPIView, seed_response
+from core.models import AuditEntry, Node
+from core.services import record_audit
+from plugins_app import services
+from plugins_app.errors import LifecycleError, PluginNotFound
+from plugins_app.models import Plugin
+
+
+class PluginStatusView(SeedAPIView):
+    """`{"plugins": {"<name>": "<state>"}, "total": n}` -- the state over live nodes."""
+
+    required_permission = "plugins_app.view_plugin"
+
+    def get(self, request: Request) -> Response:
+        alive = set(Node.objects.alive().values_list("name", flat=True))
+        plugins = {plugin.name: services.cluster_state(plugin, list(plugin.instances.all()), alive)
+                   for plugin in Plugin.objects.prefetch_related("instances")}
+        return seed_response({"plugins": plugins, "total": len(plugins)})
+
+
+class PluginRestartView(SeedAPIView):
+    """`{"message", "plugin"}`; 404 for an unknown plugin."""
+
+    required_permission = "plugins_app.operate_plugin"
+
+    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
+        if request.user and request.user.is_authenticated:
+            record_audit(action="plugin.restart", target_type="plugin", target=self.kwargs.get("name", ""),
+                         outcome=AuditEntry.Outcome.DENIED, source=AuditEntry.Source.SEED_API, request=request)
+        super().permission_denied(request, message=message, code=code)
+
+    def post(self, request: Request, name: str) -> Response:
+        try:
+            command = services.request_command(name, "restart", user=request.user,
+                                               source=AuditEntry.Source.SEED_API, request=request)
+        except PluginNotFound:
+            raise exceptions.NotFound(f"Plugin {name!r} not found") from None
+        except LifecycleError as exc:
+            raise exceptions.ValidationError(str(exc)) from None
+        return seed_response({"message": f"Plugin {name} restart requested", "plugin": name,
+                              "command": command.pk})
