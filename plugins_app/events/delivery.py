@@ -142,3 +142,13 @@ def process_origin() -> str:
 
 def running_in_event_loop() -> bool:
     return asyncio._get_running_loop() is not None
+
+
+def reset() -> None:
+    """Forget the transport objects so the next use reads the settings again (tests)."""
+    global _outbound
+    stop_inbound()
+    with _lock:
+        if _outbound is not None and _outbound.transport is not None:
+            _outbound.close()
+        _outbound = None

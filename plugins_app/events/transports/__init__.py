@@ -81,6 +81,7 @@ class Outbound:
         self._start_lock = threading.Lock()
         self.transport_up = True
         self._warned_storage = False
+        self._closed = False
 
     def pid_changed(self) -> bool:
         return self.pid != os.getpid()
@@ -135,9 +136,13 @@ class Outbound:
             self._store_and_queue(events)
             close_old_connections()
 
+    def close(self) -> None:
+        self._closed = True
+        self.transport.close()
+
     def _send_loop(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._closed:
             batch: list[Event] = []
             try:
                 batch.append(self._queue.get(timeout=backoff if self._pending else None))
@@ -262,6 +267,8 @@ class Inbound:
                 target(*args)
                 return
             except Exception:  # noqa: BLE001 - a receiver must outlive any error
+                if self._stop.is_set():
+                    return  # its connection was closed under it on purpose
                 metrics.transport_errors.labels(transport=self.name).inc()
                 logger.exception("Event receiver (%s) failed; restarting it", self.name)
                 self._stop.wait(1.0)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from plugins_app.events import metrics
 
@@ -32,6 +33,25 @@ class KafkaTransport:
             "message.timeout.ms": 10_000, **self.extra,
         })
         self._consumers: list[Consumer] = []
+        self._ensure_topic()
+
+    def _ensure_topic(self) -> None:
+        """Make sure the topic exists before consumers subscribe to it.
+
+        Try CreateTopics (one partition); where the cluster refuses (no controller, no
+        rights) a metadata request lets the broker auto-create it. Messages carry one key,
+        so they share a partition and one order either way.
+        """
+        admin = AdminClient({"bootstrap.servers": self.brokers, **self.extra})
+        try:
+            if self.topic in admin.list_topics(timeout=10).topics:
+                return
+            futures = admin.create_topics([NewTopic(self.topic, num_partitions=1, replication_factor=1)],
+                                          request_timeout=5)
+            futures[self.topic].result(6)
+        except Exception as exc:  # noqa: BLE001 - fall back to auto-creation
+            logger.debug("CreateTopics %s failed (%s); relying on auto-creation", self.topic, exc)
+            self._producer.list_topics(topic=self.topic, timeout=10)
 
     def send(self, messages: list[str]) -> None:
         errors: list[Any] = []
@@ -41,7 +61,7 @@ class KafkaTransport:
                 errors.append(error)
 
         for message in messages:
-            self._producer.produce(self.topic, value=message.encode(), on_delivery=delivered)
+            self._producer.produce(self.topic, value=message.encode(), key=b"events", on_delivery=delivered)
         remaining = self._producer.flush(10)
         if remaining or errors:
             raise KafkaException(errors[0] if errors else f"{remaining} messages not delivered")
@@ -54,7 +74,14 @@ class KafkaTransport:
         })
         self._consumers.append(consumer)
 
-        def assigned(_consumer: Any, partitions: list[Any]) -> None:
+        def assigned(consumer: Any, partitions: list[Any]) -> None:
+            # Start where the group left off, or at the end for a group seen the first time:
+            # never replay history, never skip what is sent once we are ready.
+            committed = consumer.committed(partitions, timeout=10) if partitions else []
+            for partition in committed:
+                if partition.offset < 0:
+                    partition.offset = consumer.get_watermark_offsets(partition, timeout=10)[1]
+            consumer.assign(committed)
             ready.set()
 
         consumer.subscribe([self.topic], on_assign=assigned)
