@@ -118,6 +118,12 @@ def record_denied(*, action: str, target: str, user: Any, request: HttpRequest |
                  user=user, request=request, source=source_kind)
 
 
+def record_invalid_publish(*, request: HttpRequest, topic: str, errors: Any,
+                           source_kind: str = AuditEntry.Source.API) -> None:
+    record_audit(action="events.publish", target_type="event", target=topic, outcome=AuditEntry.Outcome.FAILURE,
+                 request=request, source=source_kind, detail={"errors": errors})
+
+
 def purge_expired_events(*, days: float | None = None, batch_size: int = 1000) -> int:
     """Delete stored events older than the retention (`EVENT_RETENTION_DAYS`), in batches."""
     days = chameleon_settings.EVENT_RETENTION_DAYS if days is None else days
