@@ -68,10 +68,17 @@ class Balancer:
         return best
 
     def _least_connections(self, service: str, candidates: Sequence[Instance]) -> Instance:
-        # Fewest held connections; ties go round robin so idle instances share the load.
+        # Fewest held connections; among ties, the first after the previous pick, so idle
+        # instances share the load instead of the first one taking it all.
         fewest = min(self._connections[instance.id] for instance in candidates)
-        tied = [instance for instance in candidates if self._connections[instance.id] == fewest]
-        return self._round_robin(f"{service}#least", tied)
+        key = f"{service}#least"
+        start = self._positions[key]
+        for offset in range(len(candidates)):
+            index = (start + offset) % len(candidates)
+            if self._connections[candidates[index].id] == fewest:
+                self._positions[key] = index + 1
+                return candidates[index]
+        raise AssertionError("unreachable: some candidate has the fewest connections")
 
     def acquire(self, instance: Instance) -> None:
         with self._lock:

@@ -97,3 +97,45 @@ def test_unhealthy_instances_are_listed_but_not_discovered(registry):
     wait_for(lambda: [item.id for item in services.discover("pay")] == [good.id], 5, "only the healthy one discovered")
     assert {item.id for item in services.discover("pay", include_unhealthy=True)} == {good.id, bad.id}
     assert services.resolve("pay").id == good.id
+
+
+def test_database_cache_is_refreshed_by_another_nodes_change_event(transactional_db):
+    from plugins_app import events
+    from plugins_app.discovery.models import ServiceInstance
+    from plugins_app.discovery.registry import DatabaseRegistry
+
+    previous = services.set_registry(DatabaseRegistry())
+    try:
+        instance = services.register_instance(name="cache", endpoint="10.3.0.1:80", ttl=60)
+        wait_for(lambda: [item.id for item in services.discover("cache")] == [instance.id], 5, "cached")
+        # Another node marks it unhealthy: its row changes, this process's cache does not know yet.
+        ServiceInstance.objects.filter(id=instance.id).update(health="unhealthy")
+        assert [item.id for item in services.discover("cache")] == [instance.id]
+        events.publish("service.health_changed", {"id": instance.id, "name": "cache", "health": "unhealthy"},
+                       source="system")
+        wait_for(lambda: services.discover("cache") == [], 5, "the change event to invalidate the cache")
+    finally:
+        services.set_registry(previous)
+
+
+def test_etcd_watch_sees_another_nodes_registration(etcd_endpoints):
+    import uuid
+
+    from plugins_app.discovery.registry import EtcdRegistry
+
+    prefix = f"/chameleon-test/{uuid.uuid4().hex}"
+    here, there = EtcdRegistry(etcd_endpoints, prefix=prefix), EtcdRegistry(etcd_endpoints, prefix=prefix)
+    try:
+        assert here.discover("remote") == []  # loads the cache and starts the watch
+        from plugins_app.discovery.registry import Instance
+
+        there.register(Instance(id="r1", name="remote", endpoint="10.4.0.1:80", health="healthy", ttl=30))
+        wait_for(lambda: [item.id for item in here.discover("remote")] == ["r1"], 5, "watch delivers the put")
+        there.set_health("r1", "unhealthy", "down", there.get("r1").registered_at)
+        wait_for(lambda: [item.health for item in here.discover("remote")] == ["unhealthy"], 5, "health change")
+        there.deregister("r1")
+        wait_for(lambda: here.discover("remote") == [], 5, "watch delivers the delete")
+    finally:
+        here.client.delete_prefix(prefix + "/")
+        here.close()
+        there.close()
