@@ -1,0 +1,1 @@
+"""`manage.py plugins ...`: list and operate plugins from a shell."""
