@@ -200,6 +200,17 @@ CHAMELEON = {
     "NODE_NAME": env.str("CHAMELEON_NODE_NAME"),
     "HEARTBEAT_INTERVAL": env.float("CHAMELEON_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
     "METRICS_PUBLIC": env.bool("CHAMELEON_METRICS_PUBLIC", False),
+    # Event bus: transport (auto = Redis, else Kafka, else the database), stream/topic name,
+    # retention of stored events, bounded queues, handler timeout, websocket buffer/backlog.
+    "EVENT_TRANSPORT": env.choice("CHAMELEON_EVENT_TRANSPORT", "auto", ("auto", "database", "redis", "kafka")),
+    "EVENT_STREAM": env.str("CHAMELEON_EVENT_STREAM", "chameleon:events"),
+    "EVENT_RETENTION_DAYS": env.float("CHAMELEON_EVENT_RETENTION_DAYS", 7.0, minimum=0.0),
+    "EVENT_QUEUE_SIZE": env.int("CHAMELEON_EVENT_QUEUE_SIZE", 10_000, minimum=1),
+    "EVENT_WORKERS": env.int("CHAMELEON_EVENT_WORKERS", 4, minimum=1, maximum=256),
+    "EVENT_HANDLER_TIMEOUT": env.float("CHAMELEON_EVENT_HANDLER_TIMEOUT", 10.0, minimum=0.001),
+    "EVENT_POLL_INTERVAL": env.float("CHAMELEON_EVENT_POLL_INTERVAL", 0.1, minimum=0.01),
+    "EVENT_WS_BUFFER": env.int("CHAMELEON_EVENT_WS_BUFFER", 1000, minimum=1),
+    "EVENT_BACKLOG": env.int("CHAMELEON_EVENT_BACKLOG", 100, minimum=0, maximum=1000),
     # Plugin runtime: extra plugin modules (built-ins always load), config seeds, intervals.
     "PLUGIN_MODULES": env.list("CHAMELEON_PLUGIN_MODULES"),
     "PLUGIN_CONFIG_DIR": env.str("CHAMELEON_PLUGIN_CONFIG_DIR", str(BASE_DIR / "config" / "plugins")),
