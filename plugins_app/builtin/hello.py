@@ -25,7 +25,8 @@ class HelloPlugin(Plugin):
         self.greeting = ctx.config["greeting"]
         self.welcomed = 0
         self.log = ctx.get_service("logger")
-        ctx.subscribe("user.login", self._on_login)
+        # One welcome per login in the whole cluster, whichever node's hello takes it.
+        ctx.subscribe("user.login", self._on_login, group="hello.welcome")
 
     def _on_login(self, event: Any) -> None:
         user = event.data.get("user") or event.data.get("username") or "there"

@@ -54,7 +54,8 @@ class LoggerPlugin(Plugin):
 
     def start(self, ctx: Any) -> None:
         ctx.register_service("logger", self.service)
-        ctx.subscribe("plugin.*", self._on_plugin_event)
+        # Each node's logger records its own node's plugin events (others log theirs).
+        ctx.subscribe("plugin.*", self._on_plugin_event, filter=lambda event: event.node == ctx.node)
 
     def _on_plugin_event(self, event: Any) -> None:
         data = event.data
