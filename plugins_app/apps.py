@@ -10,3 +10,12 @@ class PluginsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from plugins_app import signals  # noqa: F401 - connects receivers
+        from plugins_app.events.registry import register_event_type
+
+        for topic, description in (
+            ("plugin.command", "An operator asked the nodes to start/stop/restart/reload a plugin."),
+            ("user.login", "A user signed in."),
+            ("user.welcome", "The hello plugin welcomed a user who signed in."),
+            ("notification.sent", "The notification plugin sent a notification."),
+        ):
+            register_event_type(topic, description, owner="plugins_app", replace=True)

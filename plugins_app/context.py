@@ -68,13 +68,15 @@ class PluginContext:
     """
 
     def __init__(self, plugin_name: str, permissions: tuple[str, ...], *, config: dict[str, Any],
-                 data_root: Path, services: ServiceLocator, node: str = "") -> None:
+                 data_root: Path, services: ServiceLocator, node: str = "",
+                 event_timeout: float | None = None) -> None:
         self.plugin_name = plugin_name
         self.permissions = frozenset(permissions)
         self._config = config
         self._data_root = data_root
         self._services = services
         self.node = node
+        self.event_timeout = event_timeout
         self.logger = _PluginLogAdapter(logging.getLogger(f"chameleon.plugins.{plugin_name}"), {"plugin": plugin_name})
         self._subscriptions: list[Any] = []
         self._handlers: list[tuple[str, Callable[..., Any]]] = []
@@ -123,7 +125,9 @@ class PluginContext:
             raise PluginPermissionDenied(self.plugin_name, f"events:subscribe:{pattern}", f"subscribe to {pattern!r}")
         from plugins_app import events
 
-        subscription = events.subscribe(pattern, handler, group=group, filter=filter)
+        extra = {"timeout": self.event_timeout} if self.event_timeout is not None else {}
+        subscription = events.subscribe(pattern, handler, group=group, filter=filter,
+                                        name=f"plugin:{self.plugin_name}:{pattern}", **extra)
         self._subscriptions.append(subscription)
         return subscription
 

@@ -75,6 +75,9 @@ class Plugin:
     priority: ClassVar[int] = 100
     #: Default timeout (seconds) of `manager.call`; None calls in the caller's thread.
     call_timeout: ClassVar[float | None] = None
+    #: Seconds an event handler of this plugin may run before the bus counts it as timed out
+    #: (None: the bus default, EVENT_HANDLER_TIMEOUT).
+    event_handler_timeout: ClassVar[float | None] = None
     #: Concurrent `manager.call`s allowed; further calls are refused with PluginBusy.
     max_concurrency: ClassVar[int] = 64
     #: Circuit breaker: consecutive failures that open it, seconds before a probe.

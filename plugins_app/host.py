@@ -86,11 +86,12 @@ class PluginManager(CallsMixin):
     """
 
     def __init__(self, *, node: str | None = None, persist: bool = True, data_root: Path | None = None,
-                 configs: dict[str, dict[str, Any]] | None = None, publish_events: bool = True) -> None:
+                 configs: dict[str, dict[str, Any]] | None = None, publish_events: bool = True,
+                 store: NullStore | None = None) -> None:
         from core.nodes import current_node_name
 
         self.node = node or current_node_name() or f"local@{socket.gethostname()}:{os.getpid()}"
-        self.store = DatabaseStore() if persist else NullStore()
+        self.store = store or (DatabaseStore() if persist else NullStore())
         self.data_root = data_root or Path(settings.DATA_DIR) / "plugins"
         self.services = ServiceLocator()
         self.static_configs = configs or {}

@@ -29,15 +29,45 @@ logger = logging.getLogger("chameleon.plugins.node")
 _manager: PluginManager | None = None
 _host: NodeHost | None = None
 _manager_lock = threading.Lock()
+#: Set in Celery pool children: the first get_manager() boots a private (non-node) host.
+_private_host_wanted = False
 
 
 def get_manager() -> PluginManager:
-    """This process's plugin manager (a node's host manager, or an idle one in other processes)."""
+    """This process's plugin manager (a node's host manager, or an idle one in other processes).
+
+    In a Celery pool child (where task code such as the scheduler's `plugins.call` runs,
+    while the node's host lives in the worker's main process) the first call boots a
+    private host: the enabled plugins with their current configs, reporting nothing.
+    """
     global _manager
     with _manager_lock:
         if _manager is None:
-            _manager = PluginManager()
+            if _private_host_wanted:
+                _manager = _boot_private_host()
+            else:
+                _manager = PluginManager()
         return _manager
+
+
+def want_private_host() -> None:
+    global _private_host_wanted, _manager
+    _private_host_wanted = True
+    _manager = None  # a manager inherited through fork belongs to the parent
+
+
+def _boot_private_host() -> PluginManager:
+    import os
+
+    from core.nodes import current_node_name
+    from plugins_app.store import ReadOnlyStore
+
+    manager = PluginManager(node=f"{current_node_name() or 'worker'}/pool-{os.getpid()}", store=ReadOnlyStore(),
+                            publish_events=False)
+    manager.load(discover())
+    desired = manager.store.desired()
+    manager.start_all(only={name for name in manager.entries if desired.get(name, (True, 0))[0]})
+    return manager
 
 
 def set_manager(manager: PluginManager | None) -> None:

@@ -16,6 +16,13 @@ def worker_hosts_plugins(**kwargs: Any) -> None:
     start_plugin_host("worker")
 
 
+@celery_signals.worker_process_init.connect
+def pool_child_hosts_privately(**kwargs: Any) -> None:
+    from plugins_app.node import want_private_host
+
+    want_private_host()
+
+
 @celery_signals.worker_shutdown.connect
 def worker_stops_plugins(**kwargs: Any) -> None:
     from plugins_app.node import stop_plugin_host

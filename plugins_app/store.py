@@ -106,3 +106,19 @@ class DatabaseStore(NullStore):
 
         self._safely("instance heartbeat", lambda: PluginInstance.objects.filter(node=node).update(
             last_heartbeat=timezone.now()))
+
+
+class ReadOnlyStore(DatabaseStore):
+    """Reads desired state and configs, writes nothing: a private host that is not a node."""
+
+    def ensure_plugin(self, cls: type[Plugin], source: PluginSource | None) -> None:
+        pass
+
+    def transition(self, node: str, name: str, from_state: str, to_state: str, **fields: Any) -> None:
+        pass
+
+    def update_instance(self, node: str, name: str, **fields: Any) -> None:
+        pass
+
+    def heartbeat(self, node: str) -> None:
+        pass

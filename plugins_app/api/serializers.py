@@ -49,8 +49,14 @@ class PluginListSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_nodes(self, plugin: Plugin) -> dict[str, Any]:
-        return {i.node: {"state": i.state, "node_status": _node_status(self.context, i.node), "version": i.version,
-                         "restart_count": i.restart_count} for i in plugin.instances.all()}
+        # Nodes that said goodbye are history (see the detail's instances); live and lost ones show.
+        nodes = {}
+        for i in plugin.instances.all():
+            status = _node_status(self.context, i.node)
+            if status != "stopped":
+                nodes[i.node] = {"state": i.state, "node_status": status, "version": i.version,
+                                 "restart_count": i.restart_count}
+        return nodes
 
     def get_state(self, plugin: Plugin) -> str:
         alive = {name for name in (i.node for i in plugin.instances.all())
