@@ -32,6 +32,14 @@ def event_transport(settings) -> Iterator:
     get_bus().clear()
 
 
+@pytest.fixture
+def shared_stream(monkeypatch) -> str:
+    """A stream name for this test that processes started after it inherit."""
+    stream = f"chameleon-test:{uuid.uuid4().hex}"
+    monkeypatch.setenv("CHAMELEON_EVENT_STREAM", stream)
+    return stream
+
+
 class Node:
     """Another node in this process: its own bus and receivers, as a second process would have."""
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.utils import timezone
 
@@ -134,14 +132,6 @@ def test_kafka_transport_against_librdkafka_mock_cluster(kafka_mock_brokers, set
         for inbound, *_ in nodes:
             inbound.stop()
         transport.close()
-
-
-@pytest.fixture
-def shared_stream(monkeypatch) -> str:
-    """A stream name for this test that processes started after it inherit."""
-    stream = f"chameleon-test:{uuid.uuid4().hex}"
-    monkeypatch.setenv("CHAMELEON_EVENT_STREAM", stream)
-    return stream
 
 
 @pytest.mark.processes
