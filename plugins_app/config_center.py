@@ -197,7 +197,8 @@ def rollback_config(key: str, to_number: int, *, user: User = None, comment: str
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """{"a": {"b": 1}} -> {"a.b": 1}; an empty object inside stays a value, the empty root is {}."""
+    if isinstance(value, dict) and (value or not prefix):
         flat: dict[str, Any] = {}
         for key, item in value.items():
             flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
@@ -218,9 +219,9 @@ def diff_config(key: str, a: int, b: int) -> dict[str, Any]:
             changes.append({"path": path, "op": "added", "new": flat_new[path]})
         elif flat_old[path] != flat_new[path]:
             changes.append({"path": path, "op": "changed", "old": flat_old[path], "new": flat_new[path]})
-    unified = "".join(difflib.unified_diff(
-        json.dumps(old, indent=2, sort_keys=True).splitlines(keepends=True),
-        json.dumps(new, indent=2, sort_keys=True).splitlines(keepends=True),
-        fromfile=f"{key} v{a}", tofile=f"{key} v{b}",
+    unified = "\n".join(difflib.unified_diff(
+        json.dumps(old, indent=2, sort_keys=True).splitlines(),
+        json.dumps(new, indent=2, sort_keys=True).splitlines(),
+        fromfile=f"{key} v{a}", tofile=f"{key} v{b}", lineterm="",
     ))
     return {"key": key, "from_version": a, "to_version": b, "changes": changes, "unified": unified}

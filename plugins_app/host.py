@@ -263,6 +263,23 @@ class PluginManager(CallsMixin):
             metrics.plugin_startup_duration.labels(plugin=name).observe(time.perf_counter() - started)
             return True
 
+    def start_with_dependencies(self, name: str) -> bool:
+        """Start the plugins `name` needs (dependencies first), then `name`."""
+        self.get(name)
+        needed: list[str] = []
+
+        def visit(current: str) -> None:
+            for requirement in self.get(current).cls.requirements():
+                if requirement.name in self.entries and requirement.name not in needed:
+                    visit(requirement.name)
+                    needed.append(requirement.name)
+
+        visit(name)
+        for dependency in needed:
+            if self.entries[dependency].state != S.RUNNING and not self.start(dependency):
+                return False
+        return self.start(name)
+
     def stop(self, name: str, *, cascade: bool = False, reason: str = "stopped") -> list[str]:
         """Stop `name`; refused while running plugins depend on it unless `cascade` stops them first.
 

@@ -83,7 +83,7 @@ def execute_command(manager: PluginManager, command: PluginCommand) -> PluginCom
         if name not in manager.entries:
             raise PluginError(name, f"Plugin {name!r} is not loaded on this node")
         if command.action == PluginCommand.Action.START:
-            ok = manager.start(name)
+            ok = manager.start_with_dependencies(name)
         elif command.action == PluginCommand.Action.STOP:
             manager.stop(name, cascade=command.cascade)
             ok = True

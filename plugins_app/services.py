@@ -45,6 +45,22 @@ def dependents(plugin: Plugin) -> list[str]:
     return found
 
 
+def dependencies_of(plugin: Plugin) -> list[str]:
+    """Names of known plugins `plugin` needs, directly or not."""
+    from packaging.requirements import Requirement
+
+    graph = {name: [Requirement(spec).name for spec in deps]
+             for name, deps in Plugin.objects.values_list("name", "dependencies")}
+    found: list[str] = []
+    frontier = [plugin.name]
+    while frontier:
+        for dep in graph.get(frontier.pop(), []):
+            if dep not in found:
+                found.append(dep)
+                frontier.append(dep)
+    return found
+
+
 def request_command(name: str, action: str, *, user: User = None, cascade: bool = False,
                     source: str = AuditEntry.Source.SYSTEM, request: HttpRequest | None = None) -> PluginCommand:
     """Record `action` on plugin `name`, update its desired state and fan it out to the nodes.
@@ -68,7 +84,8 @@ def request_command(name: str, action: str, *, user: User = None, cascade: bool 
                                          plugins=[name, *enabled_dependents])
                 Plugin.objects.filter(name__in=[name, *enabled_dependents]).update(enabled=False)
             else:
-                Plugin.objects.filter(pk=plugin.pk).update(enabled=True)
+                # Whatever it needs must run too: enable its dependencies, transitively.
+                Plugin.objects.filter(name__in=[plugin.name, *dependencies_of(plugin)]).update(enabled=True)
             command = PluginCommand.objects.create(
                 plugin=plugin, action=action, cascade=cascade,
                 requested_by=user if user is not None and user.is_authenticated else None,

@@ -162,3 +162,17 @@ def test_commands_list_shows_outcome_per_node(hosted, operator_client):
     body = operator_client.get(f"/api/v1/plugin-commands/{command_id}/").json()
     assert body["outcome"]["test-node"]["outcome"] == "succeeded"
     assert body["outcome"]["test-node"]["state"] == "running"
+
+
+def test_starting_a_plugin_starts_what_it_needs(hosted, operator_client):
+    from plugins_app.node import execute_command
+
+    operator_client.post("/api/v1/plugins/hello/stop/", {"cascade": True}, format="json")
+    for command in PluginCommand.objects.order_by("id"):
+        execute_command(hosted, command)
+    assert hosted.entries["hello"].state == "stopped"
+    command_id = operator_client.post("/api/v1/plugins/notification/start/").json()["id"]
+    execute_command(hosted, PluginCommand.objects.get(pk=command_id))
+    assert hosted.entries["hello"].state == "running" and hosted.entries["notification"].state == "running"
+    assert set(Plugin.objects.filter(enabled=True).values_list("name", flat=True)) == {
+        "logger", "hello", "notification"}

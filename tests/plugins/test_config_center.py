@@ -117,3 +117,10 @@ def test_updates_and_rollbacks_are_evented(configured):
     finally:
         events.unsubscribe(subscription)
     assert seen[-1][1]["to_version"] == 1 and seen[-1][1]["version"] == 3
+
+
+def test_diff_from_an_empty_config_lists_only_real_changes(db):
+    config_center.update_config("free", {})
+    config_center.update_config("free", {"a": {"b": 1}, "c": {}})
+    assert config_center.diff_config("free", 1, 2)["changes"] == [
+        {"path": "a.b", "op": "added", "new": 1}, {"path": "c", "op": "added", "new": {}}]
