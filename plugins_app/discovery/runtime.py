@@ -35,11 +35,13 @@ class DiscoveryRuntime(threading.Thread):
         self._next: dict[str, float] = {}
 
     def jobs(self) -> list[tuple[str, float, Callable[[], object]]]:
-        from plugins_app.discovery import services
+        from plugins_app.discovery import alerts, monitor, services
 
         return [
             ("registry", self.tick, self._registry_job),
             ("health", self.tick, services.run_due_checks),
+            ("monitor", self.monitor_interval, monitor.collect),
+            ("alerts", self.alert_interval, alerts.evaluate_rules),
         ]
 
     @staticmethod
