@@ -217,6 +217,7 @@ CHAMELEON = {
     "PLUGIN_RECONCILE_INTERVAL": env.float("CHAMELEON_PLUGIN_RECONCILE_INTERVAL", 1.0, minimum=0.05),
     "PLUGIN_HEALTH_INTERVAL": env.float("CHAMELEON_PLUGIN_HEALTH_INTERVAL", 15.0, minimum=0.1),
     "HOT_RELOAD": env.bool("CHAMELEON_HOT_RELOAD", False),
+    "PLUGIN_AUTO_RESTART": env.bool("CHAMELEON_PLUGIN_AUTO_RESTART", False),
     # Service management: etcd key prefix, default instance TTL, monitor and alert intervals.
     "ETCD_PREFIX": env.str("CHAMELEON_ETCD_PREFIX", "/chameleon"),
     "SERVICE_DEFAULT_TTL": env.float("CHAMELEON_SERVICE_DEFAULT_TTL", 30.0, minimum=1.0),

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "PLUGIN_RECONCILE_INTERVAL": 1.0,
     "PLUGIN_HEALTH_INTERVAL": 15.0,
     "HOT_RELOAD": False,
+    "PLUGIN_AUTO_RESTART": False,
     "ETCD_PREFIX": "/chameleon",
     "SERVICE_DEFAULT_TTL": 30.0,
     "MONITOR_INTERVAL": 10.0,

@@ -78,6 +78,8 @@ class Plugin:
     #: Seconds an event handler of this plugin may run before the bus counts it as timed out
     #: (None: the bus default, EVENT_HANDLER_TIMEOUT).
     event_handler_timeout: ClassVar[float | None] = None
+    #: Restart automatically (with backoff) when failed or unhealthy; None: PLUGIN_AUTO_RESTART.
+    auto_restart: ClassVar[bool | None] = None
     #: Concurrent `manager.call`s allowed; further calls are refused with PluginBusy.
     max_concurrency: ClassVar[int] = 64
     #: Circuit breaker: consecutive failures that open it, seconds before a probe.

@@ -109,6 +109,9 @@ class PluginCommand(models.Model):
     )
     requested_by_name = models.CharField(max_length=150, blank=True)
     source = models.CharField(max_length=16, blank=True)
+    #: Only these nodes (names or kinds "web"/"worker") carry it out; empty: all. For
+    #: restart/reload only -- a canary reload goes to a subset first, then to all (promote).
+    nodes = models.JSONField(default=list, blank=True)
     #: Nodes alive when the command was given: the ones expected to answer.
     target_nodes = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -118,6 +121,9 @@ class PluginCommand(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.plugin.name} #{self.pk}"
+
+    def targets(self, node_name: str, node_kind: str) -> bool:
+        return not self.nodes or node_name in self.nodes or node_kind in self.nodes
 
 
 class PluginCommandResult(models.Model):

@@ -122,6 +122,8 @@ class NodeHost(threading.Thread):
         self._last_health = 0.0
         self._last_heartbeat = 0.0
         self._mtimes: dict[str, float] = {}
+        #: Auto-restart backoff per plugin: (next attempt at, current delay).
+        self._backoff: dict[str, tuple[float, float]] = {}
 
     # -- setup ---------------------------------------------------------------------------
     def boot(self) -> None:
@@ -173,6 +175,7 @@ class NodeHost(threading.Thread):
         if now - self._last_health >= chameleon_settings.PLUGIN_HEALTH_INTERVAL:
             self._last_health = now
             self.manager.check_health()
+        self.auto_restart()
         if now - self._last_heartbeat >= chameleon_settings.HEARTBEAT_INTERVAL:
             self._last_heartbeat = now
             self.heartbeat()
@@ -184,7 +187,8 @@ class NodeHost(threading.Thread):
                         .order_by("id"))
         for command in commands:
             self._last_command = command.pk
-            execute_command(self.manager, command)
+            if command.targets(self.manager.node, self.kind):
+                execute_command(self.manager, command)
 
     def reconcile(self) -> None:
         manager = self.manager
@@ -204,6 +208,39 @@ class NodeHost(threading.Thread):
                     manager.apply_config(name)
             except PluginError as exc:
                 logger.warning("Reconciling %s: %s", name, exc)
+
+    def auto_restart(self, now: float | None = None) -> list[str]:
+        """Restart failed or unhealthy enabled plugins, backing off 1 s, 2 s, 4 s ... up to 5 min.
+
+        Off unless `PLUGIN_AUTO_RESTART` (or the plugin's own `auto_restart`) says so.
+        """
+        manager = self.manager
+        now = time.monotonic() if now is None else now
+        desired = manager.store.desired()
+        restarted = []
+        for name, entry in list(manager.entries.items()):
+            wanted = entry.cls.auto_restart if entry.cls.auto_restart is not None else \
+                chameleon_settings.PLUGIN_AUTO_RESTART
+            broken = entry.state == PluginState.FAILED or (
+                entry.state == PluginState.RUNNING and entry.health is not None and not entry.health.healthy)
+            if not wanted or not desired.get(name, (True, 0))[0]:
+                continue
+            if not broken:
+                if entry.state == PluginState.RUNNING:
+                    self._backoff.pop(name, None)
+                continue
+            next_at, delay = self._backoff.get(name, (0.0, 0.5))
+            if now < next_at:
+                continue
+            delay = min(delay * 2, 300.0)
+            self._backoff[name] = (now + delay, delay)
+            logger.warning("Auto-restarting plugin %s (next attempt in %.0fs if it stays broken)", name, delay)
+            try:
+                manager.restart(name)
+                restarted.append(name)
+            except PluginError as exc:
+                logger.warning("Auto-restart of %s refused: %s", name, exc)
+        return restarted
 
     def heartbeat(self) -> None:
         manager = self.manager

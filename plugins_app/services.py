@@ -62,16 +62,22 @@ def dependencies_of(plugin: Plugin) -> list[str]:
 
 
 def request_command(name: str, action: str, *, user: User = None, cascade: bool = False,
-                    source: str = AuditEntry.Source.SYSTEM, request: HttpRequest | None = None) -> PluginCommand:
+                    nodes: list[str] | None = None, source: str = AuditEntry.Source.SYSTEM,
+                    request: HttpRequest | None = None) -> PluginCommand:
     """Record `action` on plugin `name`, update its desired state and fan it out to the nodes.
 
     Stopping a plugin that enabled plugins depend on is refused unless `cascade`, which
-    disables (and on each node stops) those dependents first.
+    disables (and on each node stops) those dependents first. `nodes` (names or kinds)
+    limits a restart or reload to some nodes: a canary, promoted by reloading everywhere.
     """
+    nodes = list(nodes or [])
     audit = {"action": f"plugin.{action}", "target_type": "plugin", "target": name, "user": user,
              "source": source, "request": request}
     if action not in PluginCommand.Action.values:
         raise PluginError(name, f"Unknown action {action!r}")
+    if nodes and action not in (PluginCommand.Action.RESTART, PluginCommand.Action.RELOAD):
+        raise PluginError(name, "Only restart and reload can target some nodes; start and stop change the "
+                                "desired state of every node")
     try:
         plugin = get_plugin(name)
         with transaction.atomic():
@@ -86,14 +92,17 @@ def request_command(name: str, action: str, *, user: User = None, cascade: bool 
             else:
                 # Whatever it needs must run too: enable its dependencies, transitively.
                 Plugin.objects.filter(name__in=[plugin.name, *dependencies_of(plugin)]).update(enabled=True)
-            command = PluginCommand.objects.create(
-                plugin=plugin, action=action, cascade=cascade,
+            alive = Node.objects.alive().filter(kind__in=HOSTING_KINDS).values_list("name", "kind")
+            command = PluginCommand(
+                plugin=plugin, action=action, cascade=cascade, nodes=nodes,
                 requested_by=user if user is not None and user.is_authenticated else None,
                 requested_by_name=_username(user) or "system", source=source,
-                target_nodes=list(Node.objects.alive().filter(kind__in=HOSTING_KINDS)
-                                  .values_list("name", flat=True)),
             )
-            record_audit(**audit, detail={"command": command.pk, "cascade": cascade,
+            command.target_nodes = [node for node, kind in alive if command.targets(node, kind)]
+            if nodes and not command.target_nodes:
+                raise PluginError(name, f"No live node matches {', '.join(nodes)}")
+            command.save()
+            record_audit(**audit, detail={"command": command.pk, "cascade": cascade, "selector": nodes,
                                           "nodes": command.target_nodes})
             transaction.on_commit(lambda: _announce(command))
     except PluginError as exc:

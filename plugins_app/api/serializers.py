@@ -78,7 +78,7 @@ class PluginCommandSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PluginCommand
-        fields = ["id", "plugin", "action", "cascade", "requested_by_name", "source", "target_nodes", "created_at",
+        fields = ["id", "plugin", "action", "cascade", "nodes", "requested_by_name", "source", "target_nodes", "created_at",
                   "outcome"]
         read_only_fields = fields
 
@@ -123,6 +123,9 @@ class PluginDetailSerializer(PluginListSerializer):
 
 class ActionSerializer(serializers.Serializer):
     cascade = serializers.BooleanField(default=False, help_text="stop: also stop plugins that depend on it.")
+    nodes = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list, max_length=100,
+        help_text="restart/reload: only these nodes (names, or kinds web/worker) -- a canary.")
 
 
 class ConfigVersionSerializer(serializers.ModelSerializer):

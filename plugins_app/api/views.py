@@ -96,7 +96,8 @@ class PluginViewSet(AuditedDenialMixin, OperationPermissionMixin, viewsets.ReadO
         params.is_valid(raise_exception=True)
         try:
             command = services.request_command(name, verb, user=request.user, cascade=params.validated_data["cascade"],
-                                               source=AuditEntry.Source.API, request=request)
+                                               nodes=params.validated_data["nodes"], source=AuditEntry.Source.API,
+                                               request=request)
         except errors.PluginError as exc:
             raise PluginAPIError(exc) from None
         return Response(PluginCommandSerializer(command).data, status=status.HTTP_202_ACCEPTED)

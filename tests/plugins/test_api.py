@@ -176,3 +176,33 @@ def test_starting_a_plugin_starts_what_it_needs(hosted, operator_client):
     assert hosted.entries["hello"].state == "running" and hosted.entries["notification"].state == "running"
     assert set(Plugin.objects.filter(enabled=True).values_list("name", flat=True)) == {
         "logger", "hello", "notification"}
+
+
+def test_a_canary_reload_goes_only_to_the_chosen_nodes(db, operator_client, tmp_path):
+    from core.services import record_heartbeat
+    from plugins_app.host import PluginManager
+    from plugins_app.node import NodeHost
+    from plugins_app.registry import discover
+
+    hosts = []
+    for node_name, kind in (("canary-web", "web"), ("canary-worker", "worker")):
+        record_heartbeat(node_name, kind)
+        host = NodeHost(kind)
+        host.manager = PluginManager(node=node_name, data_root=tmp_path)
+        host.manager.load(discover())
+        host.manager.start_all()
+        hosts.append(host)
+    response = operator_client.post("/api/v1/plugins/hello/reload/", {"nodes": ["worker"]}, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["target_nodes"] == ["canary-worker"]
+    for host in hosts:
+        host.run_commands()
+    outcome = operator_client.get(f"/api/v1/plugin-commands/{response.json()['id']}/").json()["outcome"]
+    assert list(outcome) == ["canary-worker"] and outcome["canary-worker"]["outcome"] == "succeeded"
+    refused = operator_client.post("/api/v1/plugins/hello/stop/", {"nodes": ["worker"], "cascade": True},
+                                   format="json")
+    assert refused.status_code == 400
+    nobody = operator_client.post("/api/v1/plugins/hello/reload/", {"nodes": ["nowhere"]}, format="json")
+    assert nobody.status_code == 400 and "No live node" in nobody.json()["error"]["message"]
+    for host in hosts:
+        host.manager.stop_all()

@@ -90,3 +90,27 @@ def test_transitions_and_health_changes_are_published_as_events(db_manager):
     unhealthy = [d for t, d in seen if t == "plugin.health_changed"][-1]
     assert unhealthy["healthy"] is False and unhealthy["node"] == "test-node"
     assert PluginInstance.objects.get(plugin__name="evented").healthy is False
+
+
+def test_auto_restart_with_backoff_is_off_by_default_and_backs_off_when_on(db_manager, settings):
+    from plugins_app.node import NodeHost
+
+    health = {"ok": False}
+    db_manager.register(make_plugin("flaky", health=lambda self: HealthStatus(health["ok"])))
+    db_manager.start_all()
+    db_manager.check_health()
+    host = NodeHost("test")
+    host.manager = db_manager
+    assert host.auto_restart(now=100.0) == [], "off by default"
+    settings.CHAMELEON = {**settings.CHAMELEON, "PLUGIN_AUTO_RESTART": True}
+    assert host.auto_restart(now=100.0) == ["flaky"]
+    db_manager.check_health()
+    assert host.auto_restart(now=100.5) == [], "backing off"
+    assert host.auto_restart(now=101.1) == ["flaky"]
+    db_manager.check_health()
+    assert host.auto_restart(now=102.0) == [], "the delay doubled"
+    assert host.auto_restart(now=103.2) == ["flaky"]
+    health["ok"] = True
+    db_manager.check_health()
+    assert host.auto_restart(now=104.0) == [] and "flaky" not in host._backoff
+    assert db_manager.entries["flaky"].restart_count == 3

@@ -28,6 +28,9 @@ class Command(BaseCommand):
             operate.add_argument("--wait", type=float, default=15.0,
                                  help="Seconds to wait for the nodes' outcome (0: do not wait).")
             operate.add_argument("--as-user", dest="as_user", help="Django user recorded as who asked.")
+            if verb in ("restart", "reload"):
+                operate.add_argument("--nodes", nargs="+", default=[],
+                                     help="Only these nodes (names, or kinds web/worker): a canary.")
             if verb == "stop":
                 operate.add_argument("--cascade", action="store_true", help="Also stop plugins that depend on it.")
 
@@ -72,7 +75,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No user named {options['as_user']!r}")
         try:
             command = services.request_command(options["name"], verb, user=user, cascade=options.get("cascade", False),
-                                               source=AuditEntry.Source.CLI)
+                                               nodes=options.get("nodes") or [], source=AuditEntry.Source.CLI)
         except PluginError as exc:
             raise CommandError(str(exc)) from None
         who = user.get_username() if user else getpass.getuser()
