@@ -238,6 +238,25 @@ def _patch_etcd3_watch() -> None:
         etcd3.watch.six = types.SimpleNamespace(itervalues=lambda mapping: iter(list(mapping.values())))
 
 
+def connect_etcd(endpoints: list[str], timeout: float = 5.0) -> Any:
+    """A client of the first reachable endpoint; RegistryError naming them all when none answers."""
+    import etcd3
+
+    _patch_etcd3_watch()
+    errors = []
+    for endpoint in endpoints:
+        host, _, port = endpoint.split("://")[-1].rpartition(":")
+        client = etcd3.client(host=host, port=int(port), timeout=timeout)
+        try:
+            client.status()
+        except Exception as exc:
+            errors.append(f"{endpoint}: {type(exc).__name__}")
+            client.close()
+            continue
+        return client
+    raise RegistryError(f"etcd is unreachable ({'; '.join(errors)})")
+
+
 class EtcdRegistry(RegistryBackend):
     """Instances as JSON under `<prefix>/services/<name>/<id>`, each under a lease of its TTL.
 
@@ -250,27 +269,10 @@ class EtcdRegistry(RegistryBackend):
     MARKER_TTL = 60
 
     def __init__(self, endpoints: list[str], prefix: str = "/chameleon", timeout: float = 5.0) -> None:
-        import etcd3
-
-        _patch_etcd3_watch()
         super().__init__()
         self.prefix = prefix.rstrip("/")
         self.endpoints = endpoints
-        self.client = None
-        errors = []
-        for endpoint in endpoints:
-            host, _, port = endpoint.split("://")[-1].rpartition(":")
-            client = etcd3.client(host=host, port=int(port), timeout=timeout)
-            try:
-                client.status()
-            except Exception as exc:
-                errors.append(f"{endpoint}: {type(exc).__name__}")
-                client.close()
-                continue
-            self.client = client
-            break
-        if self.client is None:
-            raise RegistryError(f"etcd is unreachable ({'; '.join(errors)})")
+        self.client = connect_etcd(endpoints, timeout)
         self._cache: dict[str, dict[str, Instance]] = {}
         self._loaded = False
         self._watch_id: Any = None

@@ -33,6 +33,7 @@ class DiscoveryRuntime(threading.Thread):
         self.alert_interval = alert_interval or chameleon_settings.ALERT_INTERVAL
         self._stopping = threading.Event()
         self._next: dict[str, float] = {}
+        self._mirror = None
 
     def jobs(self) -> list[tuple[str, float, Callable[[], object]]]:
         from plugins_app.discovery import alerts, monitor, services
@@ -42,7 +43,18 @@ class DiscoveryRuntime(threading.Thread):
             ("health", self.tick, services.run_due_checks),
             ("monitor", self.monitor_interval, monitor.collect),
             ("alerts", self.alert_interval, alerts.evaluate_rules),
+            ("config", 5.0, self._config_job),
         ]
+
+    def _config_job(self) -> None:
+        # With etcd, the config center's current values are mirrored there and watched back.
+        if not chameleon_settings.ETCD_ENDPOINTS:
+            return
+        from plugins_app.discovery.config_mirror import ConfigMirror
+
+        if self._mirror is None:
+            self._mirror = ConfigMirror(list(chameleon_settings.ETCD_ENDPOINTS), chameleon_settings.ETCD_PREFIX)
+        self._mirror.start()
 
     @staticmethod
     def _registry_job() -> None:
@@ -69,6 +81,8 @@ class DiscoveryRuntime(threading.Thread):
         while not self._stopping.is_set():
             self.run_once()
             self._stopping.wait(self.tick)
+        if self._mirror is not None:
+            self._mirror.stop()
         connection.close()
 
     def stop(self, timeout: float = 5.0) -> None:
