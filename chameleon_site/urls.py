@@ -35,6 +35,7 @@ urlpatterns = [
     path("plugins/", include("plugins_app.seed_urls")),
     path("p/", include("plugins_app.endpoint_urls")),  # service plugins' endpoints
     path("scheduler/", include("scheduler_app.seed_urls")),
+    path("dashboard/", include("plugins_app.events.urls")),  # the live event dashboard
 ]
 
 handler400 = "core.errors.bad_request"

@@ -55,6 +55,9 @@ def load_backlog(patterns: list[str], limit: int) -> list[dict[str, Any]]:
 
 
 class EventStreamConsumer(AsyncJsonWebsocketConsumer):
+    # Events reach consumers through the in-process hub (every web process receives every
+    # event from the transport), so no channel layer round trip per connection is needed.
+    channel_layer_alias = "chameleon-events-no-channel-layer"
     connection: Connection | None = None
     sender: asyncio.Task | None = None
 

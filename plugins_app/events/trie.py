@@ -78,23 +78,30 @@ class TopicTrie:
         return True
 
     def match(self, topic: str) -> list[Any]:
+        segments = topic.split(".")
+        last = len(segments)
         found: list[Any] = []
-        seen: set[int] = set()
-        self._match(self._root, topic.split("."), 0, found, seen)
-        return found
+        via_hash = False
 
-    def _match(self, node: _Node, segments: list[str], index: int, found: list[Any], seen: set[int]) -> None:
-        if node.hash is not None:
-            # `#` takes zero or more segments: try every split point after it.
-            for rest in range(index, len(segments) + 1):
-                self._match(node.hash, segments, rest, found, seen)
-        if index == len(segments):
-            if node.values and id(node) not in seen:
-                seen.add(id(node))  # `a.#.#` style patterns can reach one node twice
-                found.extend(node.values)
-            return
-        child = node.children.get(segments[index])
-        if child is not None:
-            self._match(child, segments, index + 1, found, seen)
-        if node.star is not None:
-            self._match(node.star, segments, index + 1, found, seen)
+        def walk(node: _Node, index: int) -> None:
+            nonlocal via_hash
+            if node.hash is not None:
+                # `#` takes zero or more segments: try every split point after it.
+                via_hash = True
+                for rest in range(index, last + 1):
+                    walk(node.hash, rest)
+            if index == last:
+                if node.values:
+                    found.extend(node.values)
+                return
+            child = node.children.get(segments[index])
+            if child is not None:
+                walk(child, index + 1)
+            if node.star is not None:
+                walk(node.star, index + 1)
+
+        walk(self._root, 0)
+        if via_hash and len(found) > 1:
+            # Patterns like `#.#` reach one node along several paths: report each value once.
+            found = list({id(value): value for value in found}.values())
+        return found

@@ -73,7 +73,7 @@ class Outbound:
         self.transport = transport
         self.pid = os.getpid()
         self._queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        self._store_queue: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._store_queue: queue.SimpleQueue[tuple[list[Event], bool]] = queue.SimpleQueue()
         self._pending: deque[Event] = deque()
         self._unsent = 0
         self._count_lock = threading.Lock()
@@ -89,30 +89,31 @@ class Outbound:
     def submit(self, event: Event) -> None:
         from plugins_app.events.delivery import running_in_event_loop
 
+        with self._count_lock:
+            self._unsent += 1
         if self.transport is not None:
-            with self._count_lock:
-                self._unsent += 1
-        if running_in_event_loop():
-            # No database calls on an event loop: a thread stores it (then sends it).
+            # The sender sends first and stores after, so neither the publisher nor the
+            # latency to other nodes waits on the database.
+            self._thread("send", self._send_loop)
+            self._queue.put(event)
+        elif running_in_event_loop():
+            # No database calls on an event loop: a thread stores it.
             self._thread("store", self._store_loop)
-            self._store_queue.put(event)
+            self._store_queue.put(([event], True))
         else:
-            self._store_and_queue([event])
+            self._store([event], dispatched=True)
+            self._done(1)
 
-    def _store_and_queue(self, events: list[Event]) -> None:
+    def _store(self, events: list[Event], *, dispatched: bool) -> None:
         from plugins_app.events import services
 
         try:
-            services.store_events(events, origin=_origin(), dispatched=self.transport is None)
+            services.store_events(events, origin=_origin(), dispatched=dispatched)
         except Exception:  # noqa: BLE001 - no database must not stop the event
             if not self._warned_storage:
                 self._warned_storage = True
                 logger.warning("Could not store events (%s, ...); they are delivered but not kept",
                                events[0].topic, exc_info=True)
-        if self.transport is not None:
-            self._thread("send", self._send_loop)
-            for event in events:
-                self._queue.put(event)
 
     def _thread(self, name: str, target: Callable[[], None]) -> None:
         if name in self._threads:
@@ -127,13 +128,17 @@ class Outbound:
         from django.db import close_old_connections
 
         while True:
-            events = [self._store_queue.get()]
-            while len(events) < SEND_BATCH:
+            batches = [self._store_queue.get()]
+            while len(batches) < SEND_BATCH:
                 try:
-                    events.append(self._store_queue.get_nowait())
+                    batches.append(self._store_queue.get_nowait())
                 except queue.Empty:
                     break
-            self._store_and_queue(events)
+            for dispatched in (True, False):
+                events = [event for batch, sent in batches if sent is dispatched for event in batch]
+                if events:
+                    self._store(events, dispatched=dispatched)
+            self._done(sum(len(batch) for batch, _sent in batches))
             close_old_connections()
 
     def close(self) -> None:
@@ -154,19 +159,19 @@ class Outbound:
                 self._pending.extend(batch)
                 overflow = len(self._pending) - PENDING_LIMIT
                 for _ in range(max(0, overflow)):
-                    self._pending.popleft()
-                    self._sent(1)
+                    self._pending.popleft()  # still stored, marked not dispatched
                     metrics.dropped.labels(queue="outbox").inc()
             metrics.outbox_pending.set(len(self._pending))
-            if self._relay():
-                backoff = 0.1
-            else:
-                backoff = min(backoff * 2, 5.0)
+            sent = self._relay()
+            backoff = 0.1 if sent else min(backoff * 2, 5.0)
+            if batch:
+                # Stored after sending, by the store thread: what the transport refused is
+                # kept as the outbox (dispatched=False).
+                self._thread("store", self._store_loop)
+                self._store_queue.put((batch, sent))
 
     def _relay(self) -> bool:
         """Send pending events oldest first; False when the transport refused them."""
-        from django.db import close_old_connections
-
         from plugins_app.events import services
 
         origin = _origin()
@@ -180,17 +185,16 @@ class Outbound:
                     self.transport_up = False
                     logger.warning("Event transport %s is down (%s); %d events wait in the outbox",
                                    self.transport.name, exc, len(self._pending))
-                self._mark(services, chunk, dispatched=False)
                 return False
             for _ in chunk:
                 self._pending.popleft()
             if not self.transport_up:
-                self.transport_up = True
-                logger.warning("Event transport %s is back; sending the outbox", self.transport.name)
-            self._mark(services, chunk, dispatched=True)
-            self._sent(len(chunk))
+                logger.warning("Event transport %s is back; sent %d events from the outbox",
+                               self.transport.name, len(chunk))
+                self._mark(services, chunk, dispatched=True)
+                if not self._pending:
+                    self.transport_up = True
         metrics.outbox_pending.set(0)
-        close_old_connections()
         return True
 
     def _mark(self, services: Any, events: list[Event], *, dispatched: bool) -> None:
@@ -199,14 +203,14 @@ class Outbound:
         except Exception:  # noqa: BLE001 - the sent flag is bookkeeping
             logger.debug("Could not mark events dispatched=%s", dispatched, exc_info=True)
 
-    def _sent(self, count: int) -> None:
+    def _done(self, count: int) -> None:
         with self._count_lock:
             self._unsent -= count
 
     def flush(self, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._unsent <= 0 and self._store_queue.empty():
+            if self._unsent <= 0 and not self._pending:
                 return True
             time.sleep(0.002)
         return False
