@@ -81,14 +81,38 @@ def emit(event: Event) -> None:
     outbound().submit(event)
 
 
+_transport_override: Any = None
+
+
+def _make_transport() -> Any:
+    if _transport_override is not None:
+        return _transport_override()
+    from plugins_app.events.transports import make_transport
+
+    return make_transport()
+
+
+def use_transport(factory: Any) -> None:
+    """Make this process's bus use `factory()` as its transport (None: back to the settings).
+
+    The built-in `kafka` plugin uses this to carry events while it runs.
+    """
+    global _transport_override
+    inbound_was_running = _inbound is not None
+    reset()
+    _transport_override = factory
+    if inbound_was_running:
+        start_inbound()
+
+
 def outbound():
     global _outbound
     if _outbound is None or _outbound.pid_changed():
         with _lock:
             if _outbound is None or _outbound.pid_changed():
-                from plugins_app.events.transports import Outbound, make_transport
+                from plugins_app.events.transports import Outbound
 
-                _outbound = Outbound(make_transport())
+                _outbound = Outbound(_make_transport())
     return _outbound
 
 
@@ -101,9 +125,9 @@ def start_inbound() -> Any:
     global _inbound
     with _lock:
         if _inbound is None or _inbound.pid_changed():
-            from plugins_app.events.transports import Inbound, make_transport
+            from plugins_app.events.transports import Inbound
 
-            _inbound = Inbound(make_transport(), get_bus())
+            _inbound = Inbound(_make_transport(), get_bus())
             _inbound.start()
         for group in get_bus().groups():
             _inbound.ensure_group(group)

@@ -66,9 +66,7 @@ def other_nodes() -> Iterator:
     started: list[Node] = []
 
     def make(name: str = "other"):
-        from plugins_app.events.transports import make_transport
-
-        node = Node(make_transport(), name)
+        node = Node(delivery._make_transport(), name)
         started.append(node)
         return node
 
