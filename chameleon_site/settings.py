@@ -184,7 +184,7 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", 2, minimum=1, maximum=256)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "scheduler_app.beat:ChameleonScheduler"
 
 # --- Chameleon's own settings (read through core.conf.chameleon_settings) --------------
 CHAMELEON = {
@@ -200,6 +200,12 @@ CHAMELEON = {
     "NODE_NAME": env.str("CHAMELEON_NODE_NAME"),
     "HEARTBEAT_INTERVAL": env.float("CHAMELEON_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
     "METRICS_PUBLIC": env.bool("CHAMELEON_METRICS_PUBLIC", False),
+    # Scheduler: beat's longest sleep between due checks, the active-beat lease, retention.
+    "SCHEDULER_TICK": env.float("CHAMELEON_SCHEDULER_TICK", 0.25, minimum=0.01),
+    "SCHEDULER_LEASE_TTL": env.float("CHAMELEON_SCHEDULER_LEASE_TTL", 10.0, minimum=0.5),
+    "SCHEDULER_REQUEUE_AFTER": env.float("CHAMELEON_SCHEDULER_REQUEUE_AFTER", 60.0, minimum=1.0),
+    "SCHEDULER_RUN_RETENTION_DAYS": env.float("CHAMELEON_SCHEDULER_RUN_RETENTION_DAYS", 30.0, minimum=0.0),
+    "SCHEDULER_HANDLER_MODULES": env.list("CHAMELEON_SCHEDULER_HANDLER_MODULES"),
     # Event bus: transport (auto = Redis, else Kafka, else the database), stream/topic name,
     # retention of stored events, bounded queues, handler timeout, websocket buffer/backlog.
     "EVENT_TRANSPORT": env.choice("CHAMELEON_EVENT_TRANSPORT", "auto", ("auto", "database", "redis", "kafka")),

@@ -15,13 +15,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, F
+from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from core.conf import chameleon_settings
 from scheduler_app import metrics
-from scheduler_app.events import publish_task_event
 from scheduler_app.models import Task, TaskRun
 from scheduler_app.schedules import ScheduleError
 
@@ -37,84 +36,99 @@ def new_run(task: Task, scheduled_for: datetime, trigger: str, attempt: int = 1)
 
 
 def dispatch_due(now: datetime | None = None, limit: int = 2000) -> float | None:
-    """Turn every due slot into a queued run and send it; returns seconds until the next due slot."""
+    """Turn every due slot into a queued run and send it; returns seconds until the next due slot.
+
+    The due rows are read and moved inside one transaction that owns them: row locks with
+    SKIP LOCKED on PostgreSQL/MySQL (a row another beat or a control holds is left for the
+    next tick), SQLite's IMMEDIATE transaction (one writer at a time) otherwise. So each
+    slot is claimed once, and all moves are written with one bulk UPDATE.
+    """
     from scheduler_app.services import cancel_active_runs
 
     now = now or timezone.now()
-    due = list(
-        Task.objects.filter(status__in=Task.ACTIVE, next_run_at__lte=now)
-        .only("id", "schedule", "max_runs", "next_run_at", "dispatch_count", "concurrency", "timeout", "status")
-        .order_by("next_run_at")[:limit]
-    )
     planned: list[TaskRun] = []
-    if due:
-        guarded = [task.id for task in due if task.concurrency != Task.Concurrency.ALLOW]
-        with transaction.atomic():
+    with transaction.atomic():
+        due_query = (
+            Task.objects.filter(status__in=Task.ACTIVE, next_run_at__lte=now)
+            .only("id", "schedule", "max_runs", "next_run_at", "dispatch_count", "concurrency", "timeout", "status",
+                  "last_error")
+            .order_by("next_run_at")
+        )
+        features = connection.features
+        if features.has_select_for_update_skip_locked:
+            due_query = due_query.select_for_update(
+                skip_locked=True, **({"of": ("self",)} if features.has_select_for_update_of else {}))
+        due = list(due_query[:limit])
+        if due:
+            guarded = [task.id for task in due if task.concurrency != Task.Concurrency.ALLOW]
             busy = set(
                 TaskRun.objects.filter(task_id__in=guarded, status__in=TaskRun.ACTIVE).values_list("task_id", flat=True)
             ) if guarded else set()
+            moved: list[Task] = []
             for task in due:
                 run = _claim(task, now, task.id in busy, cancel_active_runs)
+                moved.append(task)
                 if run is not None:
                     planned.append(run)
+            Task.objects.bulk_update(moved, ["next_run_at", "dispatch_count", "status", "last_error"], batch_size=500)
             TaskRun.objects.bulk_create(planned)
-            if planned:
-                Task.objects.filter(pk__in={run.task_id for run in planned}, status=Task.Status.PENDING).update(
-                    status=Task.Status.RUNNING)
-        send_runs(planned, now=now)
-    upcoming = (
-        Task.objects.filter(status__in=Task.ACTIVE, next_run_at__isnull=False)
-        .order_by("next_run_at").values_list("next_run_at", flat=True).first()
-    )
+    if planned:
+        send_runs(planned)
+    upcoming = next_due_at()
     return None if upcoming is None else max(0.0, (upcoming - timezone.now()).total_seconds())
 
 
+def next_due_at() -> datetime | None:
+    """The earliest next_run_at of an active task: one index probe per status (no sort)."""
+    times = [
+        Task.objects.filter(status=status, next_run_at__isnull=False).order_by("next_run_at")
+        .values_list("next_run_at", flat=True).first()
+        for status in Task.ACTIVE
+    ]
+    return min((moment for moment in times if moment is not None), default=None)
+
+
 def _claim(task: Task, now: datetime, busy: bool, cancel_active_runs: Any) -> TaskRun | None:
+    """Move the task past its due slot (in memory; the caller writes it); the run to create, if any."""
     slot = task.next_run_at
     try:
         schedule = task.parsed_schedule
     except ScheduleError as exc:  # stored before validation existed, or edited in the database
-        Task.objects.filter(pk=task.pk, next_run_at=slot).update(
-            status=Task.Status.FAILED, next_run_at=None, last_error=f"invalid schedule: {exc}")
+        task.status, task.next_run_at, task.last_error = Task.Status.FAILED, None, f"invalid schedule: {exc}"
         return None
-    skip = busy and task.concurrency == Task.Concurrency.FORBID
-    next_at = schedule.next_after(slot, now)
-    updates: dict[str, Any] = {"next_run_at": next_at}
-    if not skip:
-        updates["dispatch_count"] = F("dispatch_count") + 1
-        if schedule.max_runs and task.dispatch_count + 1 >= schedule.max_runs:
-            updates["next_run_at"] = None
-    if not Task.objects.filter(pk=task.pk, next_run_at=slot, status__in=Task.ACTIVE).update(**updates):
-        return None  # another beat (or an edit) moved this slot first
-    if skip:
+    task.next_run_at = schedule.next_after(slot, now)
+    if busy and task.concurrency == Task.Concurrency.FORBID:
         metrics.skipped.inc()
         logger.info("Skipped a run of %s: the previous one is still going (concurrency=forbid)", task.id)
         return None
+    task.dispatch_count += 1
+    if schedule.max_runs and task.dispatch_count >= schedule.max_runs:
+        task.next_run_at = None
+    task.status = Task.Status.RUNNING
     if busy and task.concurrency == Task.Concurrency.REPLACE:
         cancel_active_runs(task.id, "replaced by a newer run (concurrency=replace)")
     return new_run(task, slot, TaskRun.Trigger.SCHEDULE)
 
 
-def send_runs(runs: list[TaskRun], *, now: datetime | None = None) -> None:
+def send_runs(runs: list[TaskRun]) -> None:
     """Send each run's Celery message (with the task's time limits) and mark it sent."""
     from scheduler_app.tasks import run_task
 
     sent: list[int] = []
-    for run in runs:
-        timeout = run.task.timeout
-        limits = {"soft_time_limit": timeout, "time_limit": timeout + 5} if timeout else {}
-        try:
-            run_task.apply_async(args=[run.task_id, run.pk], task_id=run.celery_id, **limits)
-        except Exception:  # broker down: the run stays unsent and is re-sent later
-            logger.exception("Could not send run %s of task %s", run.pk, run.task_id)
-            continue
-        sent.append(run.pk)
-        metrics.dispatched.labels(trigger=run.trigger).inc()
-        metrics.dispatch_lag.observe(max(0.0, (timezone.now() - run.scheduled_for).total_seconds()))
-        publish_task_event("scheduled", run.task_id, {"run_id": run.pk, "trigger": run.trigger,
-                                                      "scheduled_for": run.scheduled_for.isoformat()})
+    with run_task.app.producer_or_acquire() as producer:
+        for run in runs:
+            timeout = run.task.timeout
+            limits = {"soft_time_limit": timeout, "time_limit": timeout + 5} if timeout else {}
+            try:
+                run_task.apply_async(args=[run.task_id, run.pk], task_id=run.celery_id, producer=producer, **limits)
+            except Exception:  # broker down: the run stays unsent and is re-sent later
+                logger.exception("Could not send run %s of task %s", run.pk, run.task_id)
+                continue
+            sent.append(run.pk)
+            metrics.dispatched.labels(trigger=run.trigger).inc()
+            metrics.dispatch_lag.observe(max(0.0, (timezone.now() - run.scheduled_for).total_seconds()))
     if sent:
-        TaskRun.objects.filter(pk__in=sent, sent_at__isnull=True).update(sent_at=now or timezone.now())
+        TaskRun.objects.filter(pk__in=sent, sent_at__isnull=True).update(sent_at=timezone.now())
 
 
 def send_waiting_runs(now: datetime | None = None) -> int:
@@ -132,7 +146,7 @@ def send_waiting_runs(now: datetime | None = None) -> int:
         # A message can be lost with its worker; starting a run is conditional, so a
         # second message for the same run never runs it twice.
         TaskRun.objects.filter(pk__in=[run.pk for run in resend]).update(sent_at=None)
-    send_runs(waiting + resend, now=now)
+    send_runs(waiting + resend)
     return len(waiting) + len(resend)
 
 

@@ -22,7 +22,7 @@ TASK_EVENTS = {
     for name, description in (
         ("created", "A task was defined."),
         ("updated", "A task's definition changed."),
-        ("scheduled", "Beat handed a due run to the workers."),
+        ("scheduled", "A task got a (new) next run time."),
         ("started", "A run started on a worker."),
         ("completed", "A run succeeded."),
         ("failed", "A run failed, timed out or was lost."),

@@ -72,12 +72,14 @@ class Lease:
 
 
 class RedisLease(Lease):
-    def __init__(self, holder: str, ttl: float, url: str, key: str = f"chameleon:scheduler:lease:{LEASE_NAME}") -> None:
+    def __init__(self, holder: str, ttl: float, url: str, key: str = "") -> None:
         super().__init__(holder, ttl)
         import redis
+        from celery import current_app
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.key = key
+        # One lease per deployment: beats sharing a Redis but serving other queues do not compete.
+        self.key = key or f"chameleon:scheduler:lease:{LEASE_NAME}:{current_app.conf.task_default_queue}"
 
     def _acquire(self) -> bool:
         return bool(self.client.set(self.key, self.holder, nx=True, px=int(self.ttl * 1000))) or self._renew()

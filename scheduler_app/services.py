@@ -85,8 +85,9 @@ def audited(action: str) -> Callable:
                 record_audit(action=action, target_type="task", target=target, outcome=AuditEntry.Outcome.FAILURE,
                              user=actor.user, source=actor.source, detail=detail, request=actor.request)
                 raise
-            record_audit(action=action, target_type="task", target=getattr(result, "pk", target) or target,
-                         user=actor.user, source=actor.source, request=actor.request)
+            detail = {"run_id": result.pk} if isinstance(result, TaskRun) else None
+            record_audit(action=action, target_type="task", target=result.pk if isinstance(result, Task) else target,
+                         user=actor.user, source=actor.source, detail=detail, request=actor.request)
             return result
 
         return wrapper
@@ -314,6 +315,7 @@ def create_task(data: dict[str, Any], *, actor: Actor = SYSTEM) -> Task:
     except IntegrityError:
         raise TaskConflict(f"Task {clean['id']!r} already exists") from None
     publish_task_event("created", task.id, {"schedule": task.schedule, "next_run_at": _iso(task.next_run_at)})
+    _publish_scheduled(task)
     return task
 
 
@@ -342,6 +344,8 @@ def update_task(task_id: str, data: dict[str, Any], *, actor: Actor = SYSTEM) ->
             _settle_status(task.id)
             task.refresh_from_db()
     publish_task_event("updated", task.id, {"fields": sorted(clean)})
+    if "schedule" in clean or "max_runs" in clean:
+        _publish_scheduled(task)
     return task
 
 
@@ -384,6 +388,7 @@ def resume_task(task_id: str, *, actor: Actor = SYSTEM) -> Task:
         _settle_status(task.id)
         task.refresh_from_db()
     publish_task_event("resumed", task.id, {"next_run_at": _iso(task.next_run_at)})
+    _publish_scheduled(task)
     return task
 
 
@@ -410,6 +415,7 @@ def delete_task(task_id: str, *, actor: Actor = SYSTEM) -> Task:
         cancel_active_runs(task.id, "task deleted")
         periodic_id = task.periodic_task_id
         task.delete()
+        task.id = task_id  # kept on the returned (deleted) instance, for the audit and callers
         PeriodicTask.objects.filter(pk=periodic_id).delete()
         PeriodicTasks.update_changed()
     publish_task_event("deleted", task_id)
@@ -485,6 +491,12 @@ def _settle_status(task_id: str) -> None:
         Task.objects.filter(pk=task_id).update(status=status)
         if status in Task.FINAL:
             _set_periodic_enabled([task_id], False)
+
+
+def _publish_scheduled(task: Task) -> None:
+    """`scheduler.task.scheduled`: the task has a (new) next run time."""
+    if task.next_run_at is not None and task.status in Task.ACTIVE:
+        publish_task_event("scheduled", task.id, {"next_run_at": _iso(task.next_run_at)})
 
 
 def _iso(value: datetime | None) -> str | None:

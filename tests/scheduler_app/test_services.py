@@ -42,7 +42,7 @@ def test_create_sets_next_run_and_a_matching_periodic_task(django_capture_on_com
     periodic = PeriodicTask.objects.get(pk=task.periodic_task_id)
     assert periodic.task == services.RUN_TASK_NAME and periodic.args == '["job"]'
     assert periodic.interval.every == 90 and periodic.enabled
-    assert [event.topic for event in published] == ["scheduler.task.created"]
+    assert [event.topic for event in published] == ["scheduler.task.created", "scheduler.task.scheduled"]
     assert AuditEntry.objects.filter(action="task.create", target="job", outcome="success").exists()
 
 
