@@ -206,3 +206,21 @@ def test_a_canary_reload_goes_only_to_the_chosen_nodes(db, operator_client, tmp_
     assert nobody.status_code == 400 and "No live node" in nobody.json()["error"]["message"]
     for host in hosts:
         host.manager.stop_all()
+
+
+def test_list_query_count_does_not_grow_with_the_number_of_plugins(db, viewer_client, django_assert_max_num_queries):
+    from plugins_app.models import PluginInstance
+
+    def add(count: int) -> None:
+        start = Plugin.objects.count()
+        for i in range(start, start + count):
+            plugin = Plugin.objects.create(name=f"p{i}")
+            for node in ("n1", "n2"):
+                PluginInstance.objects.create(plugin=plugin, node=node, state="running")
+
+    add(2)
+    with django_assert_max_num_queries(12) as few:
+        viewer_client.get("/api/v1/plugins/")
+    add(20)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert viewer_client.get("/api/v1/plugins/").json()["count"] == 22
