@@ -129,9 +129,43 @@ def start_inbound() -> Any:
 
             _inbound = Inbound(_make_transport(), get_bus())
             _inbound.start()
+            _start_retention()
         for group in get_bus().groups():
             _inbound.ensure_group(group)
     return _inbound
+
+
+RETENTION_INTERVAL_SECONDS = 3600.0
+_retention_pid: int | None = None
+
+
+def _start_retention() -> None:
+    """On web nodes, remove events older than EVENT_RETENTION_DAYS every hour (in batches)."""
+    import os
+
+    from core import nodes
+
+    global _retention_pid
+    current = nodes._current
+    if current is None or current.kind != "web" or _retention_pid == os.getpid():
+        return
+    _retention_pid = os.getpid()
+
+    def run() -> None:
+        from django.db import close_old_connections
+
+        from plugins_app.events.services import purge_expired_events
+
+        while True:
+            try:
+                purge_expired_events()
+            except Exception:  # noqa: BLE001 - try again next hour
+                logger.exception("Event retention cleanup failed")
+            finally:
+                close_old_connections()
+            time.sleep(RETENTION_INTERVAL_SECONDS)
+
+    threading.Thread(target=run, name="chameleon-events-retention", daemon=True).start()
 
 
 def stop_inbound() -> None:

@@ -98,11 +98,11 @@ def publish_event_as(
     request: HttpRequest | None = None, source_kind: str = AuditEntry.Source.API,
 ) -> Event:
     """Publish an event for a user (API, seed route, CLI): validated and audited."""
-    username = user.get_username() if user is not None and user.is_authenticated else "anonymous"
+    authenticated = user is not None and user.is_authenticated
     try:
         validate_topic(topic)
         validate_event_data(topic, data)
-        event = publish(topic, data, source=f"api:{username}")
+        event = publish(topic, data, source=f"api:{user.get_username()}" if authenticated else "system")
     except InvalidEvent as exc:
         record_audit(action="events.publish", target_type="event", target=str(topic)[:200],
                      outcome=AuditEntry.Outcome.FAILURE, user=user, request=request, source=source_kind,
