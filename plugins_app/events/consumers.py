@@ -89,6 +89,8 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_loop(self, skip: set[str]) -> None:
         connection = self.connection
+        # The hot path: the ASGI send itself, skipping the consumer's per-message wrappers.
+        send = self.base_send
         while True:
             await connection.wakeup.wait()
             connection.wakeup.clear()
@@ -104,7 +106,7 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
                         continue
                     if len(skip) > 10_000:
                         skip.clear()
-                await self.send(text_data=text)
+                await send({"type": "websocket.send", "text": text})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
