@@ -9,7 +9,7 @@ from core.models import AuditEntry
 from plugins_app import config_center
 from plugins_app.builtin.hello import HelloPlugin
 from plugins_app.builtin.logger import LoggerPlugin
-from plugins_app.models import ConfigDocument, PluginCommand
+from plugins_app.models import ConfigDocument, Plugin, PluginCommand
 from tests.fixtures.users import make_user
 
 
@@ -35,7 +35,8 @@ def test_plugin_list_shows_state_badges(hosted):
 
 def test_operator_restarts_from_the_admin_action(hosted):
     client = staff_client("operator")
-    response = client.post("/admin/plugins_app/plugin/", {"action": "restart_plugins", "_selected_action": ["1", "2"]},
+    selected = [str(pk) for pk in Plugin.objects.values_list("pk", flat=True)]
+    response = client.post("/admin/plugins_app/plugin/", {"action": "restart_plugins", "_selected_action": selected},
                            follow=True)
     assert response.status_code == 200
     assert PluginCommand.objects.filter(action="restart", source="admin").count() == 2
