@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_framework import exceptions
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,6 +20,11 @@ class PluginStatusView(SeedAPIView):
 
     required_permission = "plugins_app.view_plugin"
 
+    @extend_schema(responses=inline_serializer("SeedPluginStatus", {
+        "code": serializers.IntegerField(), "message": serializers.CharField(),
+        "data": inline_serializer("SeedPluginStatusData", {
+            "plugins": serializers.DictField(child=serializers.CharField()), "total": serializers.IntegerField()}),
+    }))
     def get(self, request: Request) -> Response:
         alive = set(Node.objects.alive().values_list("name", flat=True))
         plugins = {plugin.name: services.cluster_state(plugin, list(plugin.instances.all()), alive)
@@ -37,6 +43,12 @@ class PluginRestartView(SeedAPIView):
                          outcome=AuditEntry.Outcome.DENIED, source=AuditEntry.Source.SEED_API, request=request)
         super().permission_denied(request, message=message, code=code)
 
+    @extend_schema(request=None, responses=inline_serializer("SeedPluginRestart", {
+        "code": serializers.IntegerField(), "message": serializers.CharField(),
+        "data": inline_serializer("SeedPluginRestartData", {
+            "message": serializers.CharField(), "plugin": serializers.CharField(),
+            "command": serializers.IntegerField()}),
+    }))
     def post(self, request: Request, name: str) -> Response:
         try:
             command = services.request_command(name, "restart", user=request.user,
