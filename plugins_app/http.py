@@ -11,7 +11,8 @@ from django.urls import URLResolver, path
 from django.urls.exceptions import Resolver404
 from django.urls.resolvers import RegexPattern
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework.authentication import TokenAuthentication
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
@@ -28,14 +29,22 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 
 
 def _user(request: HttpRequest) -> Any:
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return user
+    """Token first (as the API), then the session -- which must carry a CSRF token to write."""
     try:
         found = TokenAuthentication().authenticate(Request(request))
     except AuthenticationFailed:
         return None
-    return found[0] if found else None
+    if found:
+        return found[0]
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        if request.method not in SAFE_METHODS:
+            try:
+                SessionAuthentication().enforce_csrf(Request(request))
+            except exceptions.PermissionDenied:
+                return False
+        return user
+    return None
 
 
 def _resolver(entry: Any) -> URLResolver:
@@ -58,6 +67,8 @@ def plugin_endpoint(request: HttpRequest, plugin: str, rest: str = "") -> HttpRe
     user = _user(request)
     if user is None:
         return _error(401, "not_authenticated", "Authentication credentials were not provided.")
+    if user is False:
+        return _error(403, "csrf_failed", "CSRF check failed: a signed-in browser must send the CSRF token.")
     needed = "plugins_app.view_plugin" if request.method in SAFE_METHODS else "plugins_app.call_plugin"
     if not user.has_perm(needed):
         return _error(403, "permission_denied", "You do not have permission to do this.")

@@ -74,3 +74,12 @@ def test_middleware_plugins_run_in_priority_order(db_manager, viewer_client):
     order.clear()
     viewer_client.get("/health")
     assert order == ["req-second", "second"]
+
+
+def test_a_session_write_needs_the_csrf_token(service, operator):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(operator)
+    assert browser.post("/p/dummy/echo/bird/").status_code == 403
+    assert browser.get("/p/dummy/echo/bird/").status_code == 200
