@@ -1,0 +1,137 @@
+"""API list latency under concurrent clients (SPEC §10: p99 ≤ 50 ms at 100 items, 50 clients).
+
+Starts the real web server (`manage.py serve`, uvicorn) on a private data dir, fills the
+audit log, then lets 50 client threads with keep-alive connections page through
+`/api/v1/audit/?page_size=100`. Baseline in the same run: the same requests for one item
+(auth, routing and middleware without the serialization of 100 rows).
+
+    .venv/bin/python bench/bench_api.py [--clients 50] [--requests 20]
+
+Uses the embedded defaults unless DATABASE_URL / REDIS_URL are set in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = """
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+from core import services
+user, _ = User.objects.get_or_create(username="bench")
+user.groups.add(Group.objects.get(name="viewer"))
+for index in range(150):
+    services.record_audit(action="bench.item", target_type="bench", target=str(index), user=user)
+print(Token.objects.get_or_create(user=user)[0].key)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measure(port: int, token: str, path: str, clients: int, requests: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+    errors: list[str] = []
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+        mine = []
+        start.wait()
+        for _ in range(requests):
+            began = time.perf_counter()
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            body = response.read()
+            mine.append(time.perf_counter() - began)
+            if response.status != 200:
+                errors.append(f"{response.status} {body[:200]!r}")
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        sys.exit(f"requests failed: {errors[:3]}")
+    return latencies
+
+
+def summary(name: str, latencies: list[float], wall: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    figures = {"p50": p(0.50), "p95": p(0.95), "p99": p(0.99), "mean": statistics.mean(ordered) * 1000,
+               "rps": len(ordered) / wall}
+    print(f"{name:<34} p50 {figures['p50']:7.1f} ms  p95 {figures['p95']:7.1f} ms  "
+          f"p99 {figures['p99']:7.1f} ms  {figures['rps']:7.0f} req/s")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=20, help="requests per client per measure")
+    args = parser.parse_args()
+
+    data_dir = tempfile.mkdtemp(prefix="chameleon-bench-api-")
+    env = {**os.environ, "CHAMELEON_DATA_DIR": data_dir, "DJANGO_SETTINGS_MODULE": "chameleon_site.settings",
+           "LOG_LEVEL": "warning", "CHAMELEON_ENV": "test"}
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--verbosity", "0"], env=env, check=True, cwd=ROOT)
+    token = subprocess.run([*manage, "shell", "-c", SEED], env=env, check=True, cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = subprocess.Popen([*manage, "serve", "--port", str(port)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/health")
+                connection.getresponse().read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit("web server did not start")
+                time.sleep(0.1)
+        database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite"
+        print(f"{args.clients} clients x {args.requests} requests each, {database}, one uvicorn process")
+        measure(port, token, "/api/v1/audit/?page_size=100", args.clients, 2)  # warm-up
+        results = {}
+        for name, path in (("baseline: 1 item", "/api/v1/audit/?page_size=1"),
+                           ("list: 100 items", "/api/v1/audit/?page_size=100")):
+            began = time.perf_counter()
+            latencies = measure(port, token, path, args.clients, args.requests)
+            results[name] = summary(name, latencies, time.perf_counter() - began)
+        base, full = results["baseline: 1 item"], results["list: 100 items"]
+        print(f"ratio list/baseline p50 {full['p50'] / base['p50']:.2f}x, p99 {full['p99'] / base['p99']:.2f}x; "
+              f"target p99 <= 50 ms: {'met' if full['p99'] <= 50 else 'NOT met'}")
+        print(json.dumps({"baseline": base, "list": full}))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
