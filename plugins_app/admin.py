@@ -98,6 +98,20 @@ class PluginAdmin(admin.ModelAdmin):
                        "updated_at")
     fields = readonly_fields
     inlines = (PluginInstanceInline, CommandInline, StateChangeInline)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None):
+        return [*self.readonly_fields, "recent_logs"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None):
+        return [*self.readonly_fields, "recent_logs"]
+
+    @admin.display(description="Recent log lines per node")
+    def recent_logs(self, obj: Plugin) -> str:
+        rows = [(i.node, line.get("time", ""), line.get("level", ""), line.get("message", ""))
+                for i in obj.instances.all() for line in (i.recent_logs or [])[-30:]]
+        if not rows:
+            return "-"
+        return format_html("<pre>{}</pre>", format_html_join("\n", "{} {} {:>7} {}", rows))
     actions = [_command_action("start"), _command_action("stop"), _command_action("stop", cascade=True),
                _command_action("restart"), _command_action("reload")]
 

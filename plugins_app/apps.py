@@ -9,7 +9,9 @@ class PluginsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from plugins_app import signals  # noqa: F401 - connects receivers
+        from plugins_app import logs, signals  # noqa: F401 - connects receivers
+
+        logs.install()
         from plugins_app.events.registry import register_event_type
 
         for topic, description in (

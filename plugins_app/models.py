@@ -60,6 +60,7 @@ class PluginInstance(models.Model):
     health = models.JSONField(default=dict, blank=True)
     circuit_state = models.CharField(max_length=16, default="closed")
     metrics = models.JSONField(default=dict, blank=True, help_text="Per-method call counts and latency.")
+    recent_logs = models.JSONField(default=list, blank=True, help_text="The plugin's last log lines on this node.")
     started_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

@@ -243,8 +243,12 @@ class NodeHost(threading.Thread):
         return restarted
 
     def heartbeat(self) -> None:
+        from plugins_app.logs import handler
+
         manager = self.manager
         manager.store.heartbeat(manager.node)
+        for name in handler.take_changed() & set(manager.entries):
+            manager.store.update_instance(manager.node, name, recent_logs=handler.recent(name))
         for name, entry in manager.entries.items():
             stats = manager.call_metrics(name)
             if stats:

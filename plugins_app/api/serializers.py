@@ -31,7 +31,7 @@ class PluginInstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = PluginInstance
         fields = ["node", "node_status", "state", "version", "config_version", "restart_count", "error",
-                  "traceback", "healthy", "health", "circuit_state", "metrics", "loaded_versions", "started_at",
+                  "traceback", "healthy", "health", "circuit_state", "metrics", "loaded_versions", "recent_logs", "started_at",
                   "last_heartbeat", "updated_at"]
         read_only_fields = fields
 

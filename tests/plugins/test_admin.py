@@ -71,3 +71,14 @@ def test_diff_and_rollback_pages(hosted):
     assert config_center.current_config("hello") == (3, {})
     viewer = staff_client("viewer")
     assert viewer.post(f"/admin/plugins_app/configdocument/{document.pk}/rollback/1/").status_code == 403
+
+
+def test_plugin_page_shows_instances_history_and_log_lines(hosted):
+    from plugins_app.models import PluginInstance
+
+    PluginInstance.objects.filter(plugin__name="hello").update(
+        recent_logs=[{"time": "2026-01-01T00:00:00Z", "level": "info", "message": "Hello, <b>ann</b>!"}])
+    pk = Plugin.objects.get(name="hello").pk
+    page = staff_client("viewer").get(f"/admin/plugins_app/plugin/{pk}/change/").content.decode()
+    assert "Hello, &lt;b&gt;ann&lt;/b&gt;!" in page
+    assert "state history" in page.lower() and "badge-running" in page

@@ -114,3 +114,15 @@ def test_auto_restart_with_backoff_is_off_by_default_and_backs_off_when_on(db_ma
     db_manager.check_health()
     assert host.auto_restart(now=104.0) == [] and "flaky" not in host._backoff
     assert db_manager.entries["flaky"].restart_count == 3
+
+
+def test_a_plugins_recent_log_lines_reach_its_instance_row(db_manager):
+    from plugins_app.node import NodeHost
+
+    db_manager.register(make_plugin("chatty", start=lambda self, ctx: ctx.logger.info("chatty says %s", "hi")))
+    db_manager.start_all()
+    host = NodeHost("test")
+    host.manager = db_manager
+    host.heartbeat()
+    lines = PluginInstance.objects.get(plugin__name="chatty").recent_logs
+    assert any(line["message"] == "chatty says hi" and line["level"] == "info" for line in lines)
