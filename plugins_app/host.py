@@ -475,6 +475,16 @@ class PluginManager(CallsMixin):
                 self.store.update_instance(self.node, name, version=new_cls.version,
                                            loaded_versions=entry.loaded_versions, error="", traceback="")
                 self._publish("plugin.reloaded", entry, ok=True, previous_version=old_version)
+                if entry.state == S.FAILED:
+                    # New code for a broken plugin: try it at once.
+                    try:
+                        started = self.start(name)
+                    except LifecycleError as exc:
+                        started, entry.error = False, str(exc)
+                    if not started:
+                        return {"ok": False, "plugin": name, "version": new_cls.version,
+                                "attempted_version": new_cls.version, "error": entry.error,
+                                "traceback": entry.traceback}
             return {"ok": True, "plugin": name, "version": new_cls.version, "previous_version": old_version}
 
     # -- snapshot ------------------------------------------------------------------------

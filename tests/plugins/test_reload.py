@@ -92,3 +92,17 @@ def test_directory_watch_reloads_changed_plugins(hot, db_manager, settings):
     write(hot, "4.0")
     host.watch()
     assert db_manager.call("hot", "which") == "4.0"
+
+
+def test_reloading_a_failed_plugin_starts_the_fixed_code(tmp_path, settings, db_manager):
+    reload_log.EVENTS.clear()
+    path = tmp_path / "hot.py"
+    write(path, "1.0", "raise RuntimeError('broken at first')")
+    settings.CHAMELEON = {**settings.CHAMELEON, "PLUGIN_DIRS": [str(tmp_path)]}
+    cls, source = discover().plugins["hot"]
+    db_manager.register(cls, source)
+    assert not db_manager.start("hot")
+    write(path, "1.1")
+    assert db_manager.reload("hot")["ok"] is True
+    assert db_manager.entries["hot"].state == "running"
+    assert db_manager.call("hot", "which") == "1.1"
