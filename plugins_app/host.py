@@ -442,6 +442,8 @@ class PluginManager(CallsMixin):
                 if new_ctx is not None:
                     new_ctx.release()
                 error = f"reload to {attempted} failed: {type(exc).__name__}: {exc}"
+                logger.error("Reload of plugin %s on %s failed; version %s keeps running: %s", name, self.node,
+                             old_version, error, exc_info=exc)
                 entry.error, entry.traceback = error, tb
                 if was_running:
                     self._transition(entry, S.RUNNING, reason="reload failed", event="plugin.reloaded",
