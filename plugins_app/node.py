@@ -108,6 +108,19 @@ def execute_command(manager: PluginManager, command: PluginCommand) -> PluginCom
     return result
 
 
+def prune_gone_nodes(days: float = 1.0) -> int:
+    """Forget instance rows of nodes that stopped more than `days` ago (their history stays)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import Node
+
+    gone = Node.objects.filter(stopped_at__lt=timezone.now() - timedelta(days=days)).values("name")
+    deleted, _ = PluginInstance.objects.filter(node__in=gone).delete()
+    return deleted
+
+
 class NodeHost(threading.Thread):
     """The loop that keeps this node's plugins where the database says they should be."""
 
@@ -134,6 +147,7 @@ class NodeHost(threading.Thread):
         self.manager = manager
         # Commands given before this node existed are not replayed: desired state covers them.
         self._last_command = PluginCommand.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        prune_gone_nodes()
         manager.load(discover())
         desired = manager.store.desired()
         manager.start_all(only={name for name in manager.entries if desired.get(name, (True, 0))[0]})

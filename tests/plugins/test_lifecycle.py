@@ -126,3 +126,21 @@ def test_a_plugins_recent_log_lines_reach_its_instance_row(db_manager):
     host.heartbeat()
     lines = PluginInstance.objects.get(plugin__name="chatty").recent_logs
     assert any(line["message"] == "chatty says hi" and line["level"] == "info" for line in lines)
+
+
+def test_instances_of_long_gone_nodes_are_pruned(db_manager):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import Node
+    from plugins_app.node import prune_gone_nodes
+
+    db_manager.register(make_plugin("kept"))
+    db_manager.start_all()
+    Node.objects.create(name="test-node", kind="web", hostname="h", pid=1,
+                        stopped_at=timezone.now() - timedelta(hours=2))
+    assert prune_gone_nodes() == 0
+    Node.objects.filter(name="test-node").update(stopped_at=timezone.now() - timedelta(days=2))
+    assert prune_gone_nodes() == 1
+    assert PluginStateChange.objects.filter(plugin__name="kept").exists()
