@@ -31,7 +31,7 @@ class CallRoute:
     """A resolved (plugin, method): the bound method and its call statistics, cached per instance.
 
     The hot path only bumps plain numbers here (under the plugin's lock, which it takes
-    anyway for the concurrency limit); `flush()` moves them into the Prometheus families
+    per call anyway); `flush()` moves them into the Prometheus families
     (SPEC §7 names) -- on every host tick, before /metrics snapshots and before
     `call_metrics()` reads them. Observing a prometheus_client histogram per call costs
     more than the whole 2 us budget.
@@ -113,16 +113,11 @@ class CallsMixin:
             raise CircuitOpen(plugin, breaker.retry_in())
         if timeout is None:
             timeout = entry.call_timeout
-        lock = entry.lock
-        with lock:
-            if entry.active >= entry.max_concurrency:
-                busy = True
-            else:
-                busy = False
-                entry.active += 1
-        if busy:
+        try:
+            entry.slots.pop()  # deque.pop is atomic: a free concurrency slot, or IndexError
+        except IndexError:
             metrics.plugin_calls.labels(plugin=plugin, method=method, outcome="busy").inc()
-            raise PluginBusy(plugin, entry.max_concurrency)
+            raise PluginBusy(plugin, entry.max_concurrency) from None
         started = _perf()
         if timeout is not None:
             return self._call_with_timeout(route, timeout, started, args, kwargs)
@@ -130,16 +125,16 @@ class CallsMixin:
             result = route.func(*args, **kwargs)
         except Exception as exc:
             elapsed = _perf() - started
-            with lock:
-                entry.active -= 1
+            entry.slots.append(None)
+            with entry.lock:
                 route.errors += 1
                 route.total += elapsed
                 route.buckets[bisect_left(BOUNDS, elapsed)] += 1
             breaker.record_failure()
             raise PluginCallError(plugin, method, exc) from exc
         elapsed = _perf() - started
-        with lock:
-            entry.active -= 1
+        entry.slots.append(None)
+        with entry.lock:
             route.ok += 1
             route.total += elapsed
             route.buckets[bisect_left(BOUNDS, elapsed)] += 1
@@ -162,8 +157,7 @@ class CallsMixin:
 
         def finished(_future: Any) -> None:
             # The slot is freed when the call really ends, even after the caller gave up on it.
-            with entry.lock:
-                entry.active -= 1
+            entry.slots.append(None)
 
         future = entry.executor.submit(run)
         future.add_done_callback(finished)

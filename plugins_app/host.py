@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -70,10 +71,16 @@ class PluginEntry:
                                       on_change=lambda state, n=cls.name: metrics.plugin_circuit_state.labels(
                                           plugin=n).set(CircuitState.GAUGE[state]))
         self.lock = threading.Lock()
-        self.active = 0
         self.max_concurrency = cls.max_concurrency
+        #: One token per allowed concurrent call (deque pop/append are atomic).
+        self.slots: collections.deque[None] = collections.deque([None] * cls.max_concurrency)
         self.call_timeout = cls.call_timeout
         self.executor: Any = None
+
+    @property
+    def active(self) -> int:
+        """Calls running now."""
+        return max(0, self.max_concurrency - len(self.slots))
 
 
 class PluginManager(CallsMixin):
@@ -456,6 +463,13 @@ class PluginManager(CallsMixin):
             old_instance, old_ctx = entry.instance, entry.ctx
             entry.cls = new_cls
             self._problems = None
+            if new_cls.max_concurrency != entry.max_concurrency:
+                entry.slots.extend([None] * (new_cls.max_concurrency - entry.max_concurrency))
+                for _ in range(entry.max_concurrency - new_cls.max_concurrency):
+                    try:
+                        entry.slots.pop()
+                    except IndexError:
+                        break
             entry.max_concurrency, entry.call_timeout = new_cls.max_concurrency, new_cls.call_timeout
             self._retire_routes(name)
             entry.breaker.max_failures, entry.breaker.reset_interval = new_cls.max_failures, new_cls.reset_interval

@@ -68,7 +68,8 @@ def test_diff_and_rollback_pages(hosted):
     diff = client.get(f"/admin/plugins_app/configdocument/{document.pk}/diff/?from=1&to=2").content.decode()
     assert "<code>greeting</code>" in diff and "Hey" in diff
     assert client.post(f"/admin/plugins_app/configdocument/{document.pk}/rollback/1/").status_code == 302
-    assert config_center.current_config("hello") == (3, {})
+    first = config_center.config_versions("hello")[-1].data
+    assert config_center.current_config("hello") == (3, first)
     viewer = staff_client("viewer")
     assert viewer.post(f"/admin/plugins_app/configdocument/{document.pk}/rollback/1/").status_code == 403
 
