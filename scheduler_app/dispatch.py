@@ -70,7 +70,7 @@ def dispatch_due(now: datetime | None = None, limit: int = 2000) -> float | None
                 moved.append(task)
                 if run is not None:
                     planned.append(run)
-            Task.objects.bulk_update(moved, ["next_run_at", "dispatch_count", "status", "last_error"], batch_size=500)
+            _write_moves(moved)
             TaskRun.objects.bulk_create(planned)
     if planned:
         send_runs(planned)
@@ -86,6 +86,24 @@ def next_due_at() -> datetime | None:
         for status in Task.ACTIVE
     ]
     return min((moment for moment in times if moment is not None), default=None)
+
+
+def _write_moves(tasks: list[Task]) -> None:
+    """Write the claimed tasks' new state with one prepared UPDATE run for each row.
+
+    (`bulk_update` builds a CASE expression per field in Python: ~5 ms per row here.)
+    """
+    ops = connection.ops
+    table = ops.quote_name(Task._meta.db_table)
+    columns = ("next_run_at", "dispatch_count", "status", "last_error")
+    assignments = ", ".join(f"{ops.quote_name(column)} = %s" for column in columns)
+    sql = f"UPDATE {table} SET {assignments} WHERE {ops.quote_name('id')} = %s"
+    rows = [
+        (ops.adapt_datetimefield_value(task.next_run_at), task.dispatch_count, task.status, task.last_error, task.pk)
+        for task in tasks
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _claim(task: Task, now: datetime, busy: bool, cancel_active_runs: Any) -> TaskRun | None:

@@ -100,25 +100,18 @@ def publish_handler(topic: str, data: dict[str, Any] | None = None, scope: str =
 
 
 def _plugin_caller() -> Callable[..., Any]:
-    """The plugin runtime's call API, looked up when a run needs it (it may not be installed)."""
+    """The plugin runtime's `manager.call`, looked up when a run needs it (it may not be installed)."""
     import importlib
 
-    for module_name, attribute in (("plugins_app.manager", "manager"), ("plugins_app.services", "call_plugin"),
-                                   ("plugins_app.lifecycle", "manager")):
+    for module_name, getter_name in (("plugins_app.node", "get_manager"), ("plugins_app.manager", "get_manager")):
         try:
-            module = importlib.import_module(module_name)
+            getter = getattr(importlib.import_module(module_name), getter_name, None)
         except ImportError:
             continue
-        target = getattr(module, attribute, None)
-        if callable(target) and attribute == "call_plugin":
-            return target
-        if target is not None:
-            target = target() if callable(target) and not hasattr(target, "call") else target
-            if hasattr(target, "call"):
-                return target.call
-        getter = getattr(module, "get_manager", None)
         if callable(getter):
-            return getter().call
+            manager = getter()
+            if callable(getattr(manager, "call", None)):
+                return manager.call
     raise HandlerError("plugins.call needs the plugin runtime's manager.call(), which is not available")
 
 

@@ -49,7 +49,7 @@ def beat_ticks_past(sentinel: str, count: int = 2, timeout: float = 20) -> None:
 def test_interval_task_with_max_runs_completes_with_the_exact_count(live_worker, live_beat):
     task("counted", {"type": "interval", "interval": "1s", "max_runs": 3})
     task("sentinel", {"type": "interval", "interval": "1s"})
-    wait_for(lambda: status("counted") == "completed", 30, "the counted task to complete")
+    wait_for(lambda: status("counted") == "completed", 60, "the counted task to complete")
     beat_ticks_past("sentinel")
     counted = Task.objects.get(pk="counted")
     assert (counted.run_count, counted.failure_count, counted.next_run_at) == (3, 0, None)
@@ -61,24 +61,24 @@ def test_interval_task_with_max_runs_completes_with_the_exact_count(live_worker,
 def test_pause_resume_and_cancel_with_live_processes(live_worker, live_beat):
     task("steady", {"type": "interval", "interval": "1s"})
     task("sentinel", {"type": "interval", "interval": "1s"})
-    wait_for(lambda: runs("steady", status="succeeded") >= 1, 20, "a first run")
+    wait_for(lambda: runs("steady", status="succeeded") >= 1, 60, "a first run")
     services.pause_task("steady")
-    wait_for(lambda: runs("steady", status__in=TaskRun.ACTIVE) == 0, 20, "runs in flight to finish")
+    wait_for(lambda: runs("steady", status__in=TaskRun.ACTIVE) == 0, 60, "runs in flight to finish")
     paused_count = runs("steady")
     beat_ticks_past("sentinel", 3)
     assert runs("steady") == paused_count, "a paused task ran"
     services.resume_task("steady")
-    wait_for(lambda: runs("steady", status="succeeded") > paused_count, 20, "a run after resume")
+    wait_for(lambda: runs("steady", status="succeeded") > paused_count, 60, "a run after resume")
 
     task("long", {"type": "once", "delay": "0s"}, handler="test.sleep", kwargs={"seconds": 60})
-    wait_for(lambda: runs("long", status="running"), 20, "the long run to start")
+    wait_for(lambda: runs("long", status="running"), 60, "the long run to start")
     services.cancel_task("long")
     services.cancel_task("steady")
     long_run = TaskRun.objects.get(task_id="long")
     assert long_run.status == "canceled"
     assert status("long") == "canceled" and status("steady") == "canceled"
     # The handler's pool process is terminated by the revoke.
-    wait_for(lambda: not _alive(long_run.worker_pid), 20, "the canceled run's process to be stopped")
+    wait_for(lambda: not _alive(long_run.worker_pid), 60, "the canceled run's process to be stopped")
     settled = runs("steady")
     beat_ticks_past("sentinel", 3)
     assert runs("steady") == settled
@@ -101,11 +101,11 @@ def test_once_task_runs_exactly_once_also_across_a_beat_restart(live_worker, sta
     task("one-shot", {"type": "once", "delay": "1s"})
     task("later-shot", {"type": "once", "delay": "4s"})
     task("sentinel", {"type": "interval", "interval": "1s"})
-    wait_for(lambda: status("one-shot") == "completed", 30, "the once task to complete")
+    wait_for(lambda: status("one-shot") == "completed", 60, "the once task to complete")
     beat.stop()
     beat = start_process("beat2", beat_argv)
     wait_for_node("beat", beat)
-    wait_for(lambda: status("later-shot") == "completed", 30, "the second once task to complete")
+    wait_for(lambda: status("later-shot") == "completed", 60, "the second once task to complete")
     beat_ticks_past("sentinel", 3)
     assert runs("one-shot") == 1 and runs("later-shot") == 1
     assert Task.objects.get(pk="one-shot").run_count == 1
@@ -113,20 +113,29 @@ def test_once_task_runs_exactly_once_also_across_a_beat_restart(live_worker, sta
 
 def test_worker_killed_mid_run_leaves_a_lost_run_not_a_running_one(live_worker, live_beat):
     task("doomed", {"type": "once", "delay": "0s"}, handler="test.sleep", kwargs={"seconds": 60})
-    wait_for(lambda: runs("doomed", status="running"), 20, "the run to start")
+    wait_for(lambda: runs("doomed", status="running"), 60, "the run to start")
     live_worker.kill(signal.SIGKILL)
-    wait_for(lambda: runs("doomed", status="lost"), 30, "the run to end lost")
+    wait_for(lambda: runs("doomed", status="lost"), 60, "the run to end lost")
     run = TaskRun.objects.get(task_id="doomed")
     assert "died" in run.error and run.finished_at is not None
     wait_for(lambda: status("doomed") == "failed", 10, "the once task to be failed")
     assert Task.objects.get(pk="doomed").failure_count == 1
 
 
+def test_plugins_call_handler_calls_a_plugin_method_on_the_worker(live_worker, live_beat):
+    task("greeter", {"type": "once", "delay": "0s"}, handler="plugins.call",
+         kwargs={"plugin": "hello", "method": "greet", "kwargs": {"name": "scheduler"}})
+    wait_for(lambda: status("greeter") in ("completed", "failed"), 60, "the plugin call to finish")
+    run = TaskRun.objects.get(task_id="greeter")
+    assert run.status == "succeeded", run.error
+    assert "scheduler" in str(run.result)
+
+
 def test_timeout_stops_the_handler_and_failures_retry_with_backoff(live_worker, live_beat):
     task("slow", {"type": "once", "delay": "0s"}, handler="test.sleep", kwargs={"seconds": 30}, timeout="1s")
     task("broken", {"type": "once", "delay": "0s"}, handler="test.fail", retries=2, retry_backoff="500ms")
-    wait_for(lambda: runs("slow", status="timed_out"), 30, "the slow run to time out")
-    wait_for(lambda: status("broken") == "failed", 30, "the broken task to fail after its retries")
+    wait_for(lambda: runs("slow", status="timed_out"), 60, "the slow run to time out")
+    wait_for(lambda: status("broken") == "failed", 60, "the broken task to fail after its retries")
     attempts = list(TaskRun.objects.filter(task_id="broken").order_by("attempt").values_list(
         "attempt", "trigger", "status"))
     assert attempts == [(1, "schedule", "failed"), (2, "retry", "failed"), (3, "retry", "failed")]
@@ -144,13 +153,13 @@ def test_beat_failover_takes_over_without_duplicating_a_run(live_worker, start_p
         beat.node_name = wait_for_node("beat", beat)
         beats.append(beat)
     task("ticker", {"type": "interval", "interval": "1s"})
-    wait_for(lambda: runs("ticker") >= 3, 30, "runs from the active beat")
+    wait_for(lambda: runs("ticker") >= 3, 60, "runs from the active beat")
     holder = wait_for(active_holder, 10, "a lease holder")
     active = next(beat for beat in beats if beat.node_name == holder)
     standby = next(beat for beat in beats if beat is not active)
     active.kill(signal.SIGKILL)
     before = runs("ticker")
-    wait_for(lambda: runs("ticker") >= before + 3, 30, "runs after the standby took over")
+    wait_for(lambda: runs("ticker") >= before + 3, 60, "runs after the standby took over")
     wait_for(lambda: active_holder() == standby.node_name, 10, "the standby to hold the lease")
     duplicates = (TaskRun.objects.filter(task_id="ticker").values("scheduled_for").annotate(n=Count("id"))
                   .filter(n__gt=1))

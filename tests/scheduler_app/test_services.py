@@ -221,3 +221,30 @@ def test_purge_removes_old_runs_in_batches():
     ] + [TaskRun(task=task, scheduled_for=old, trigger="manual", status="succeeded", finished_at=timezone.now())])
     assert purge_old_runs(30, batch_size=10) == 25
     assert TaskRun.objects.count() == 1
+
+
+def test_plugins_call_handler_fails_the_run_with_a_clear_error_for_an_unknown_plugin():
+    task = make("call-missing", {"type": "once", "delay": "0s"}, handler="plugins.call",
+                kwargs={"plugin": "no-such-plugin", "method": "greet"})
+    dispatch_due()
+    run = TaskRun.objects.get(task=task)
+    assert execute_run(task.id, run.pk)["status"] == "failed"
+    run.refresh_from_db()
+    assert "no-such-plugin" in run.error and run.traceback
+
+
+def test_events_publish_handler_publishes_the_event(published):
+    seen: list = []
+    subscription = events.subscribe("test.scheduled", seen.append)
+    try:
+        task = make("publisher", {"type": "once", "delay": "0s"}, handler="events.publish",
+                    kwargs={"topic": "test.scheduled", "data": {"n": 1}})
+        dispatch_due()
+        run = TaskRun.objects.get(task=task)
+        assert execute_run(task.id, run.pk)["status"] == "succeeded"
+        from tests.fixtures.services import wait_for
+
+        wait_for(lambda: seen, 5, "the published event")
+        assert seen[0].data == {"n": 1} and seen[0].source == "scheduler"
+    finally:
+        events.unsubscribe(subscription)
