@@ -129,6 +129,7 @@ class PluginManager(CallsMixin):
         self._publish("plugin.registered", entry)
         metrics.plugin_count.set(len(self.entries))
         metrics.plugin_status.labels(name=cls.name, status=S.REGISTERED).set(1)
+        metrics.plugin_circuit_state.labels(plugin=cls.name).set(CircuitState.GAUGE[CircuitState.CLOSED])
         return entry
 
     def get(self, name: str) -> PluginEntry:
