@@ -173,7 +173,8 @@ class PluginManager(CallsMixin):
             config_version=entry.config_version, loaded_versions=entry.loaded_versions,
             circuit_state=entry.breaker.state,
         )
-        logger.info("Plugin %s on %s: %s -> %s %s", entry.name, self.node, from_state, to_state, reason)
+        logger.info("Plugin %s on %s: %s -> %s %s", entry.name, self.node, from_state, to_state, reason,
+                    extra={"plugin": entry.name})
         topic = event or EVENT_OF_STATE.get(to_state)
         if topic:
             self._publish(topic, entry, previous=from_state, reason=reason,
