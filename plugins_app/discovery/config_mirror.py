@@ -63,6 +63,8 @@ class ConfigMirror:
                 self.mirror(key)
             except Exception:
                 logger.exception("Could not mirror config %s to etcd", key)
+            finally:
+                connections.close_all()  # a bus worker thread: do not keep its connection open
 
     # in: etcd -> the config center ---------------------------------------------------------
     def apply_external(self, key: str, raw: bytes) -> int | None:
@@ -76,10 +78,17 @@ class ConfigMirror:
             logger.warning("Ignoring config %s in etcd: not JSON", key)
             self._restore(key)
             return None
-        data = value["data"] if isinstance(value, dict) and set(value) == {"version", "data"} else value
+        envelope = isinstance(value, dict) and set(value) == {"version", "data"}
+        data = value["data"] if envelope else value
         current = config_center.current_config(key)
+        if envelope and self._is_own_mirror(key, value["version"], data):
+            # Our own write of some version; an older one may land after a newer one (events
+            # are handled concurrently), so put the current version back when it is stale.
+            if current is not None and value["version"] != current[0]:
+                self.mirror(key)
+            return None
         if current is not None and current[1] == data:
-            return None  # our own mirror, or nothing new
+            return None  # nothing new
         with self._lock:
             try:
                 version = config_center.update_config(key, data, comment=EXTERNAL_COMMENT)
@@ -89,6 +98,16 @@ class ConfigMirror:
                 return None
         logger.info("Config %s changed in etcd: now version %s", key, version.number)
         return version.number
+
+    @staticmethod
+    def _is_own_mirror(key: str, number: Any, data: Any) -> bool:
+        """True when version `number` of `key` holds exactly `data` (what `mirror()` wrote)."""
+        from plugins_app.models import ConfigVersion
+
+        if not isinstance(number, int) or isinstance(number, bool):
+            return False
+        stored = ConfigVersion.objects.filter(document__key=key, number=number).values_list("data", flat=True)
+        return any(item == data for item in stored)
 
     def _restore(self, key: str) -> None:
         if not self.mirror(key):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -16,11 +18,11 @@ class Health(models.TextChoices):
 
 
 class ServiceInstanceQuerySet(models.QuerySet):
-    def live(self) -> ServiceInstanceQuerySet:
-        return self.filter(expires_at__gt=timezone.now())
+    def live(self, now: datetime | None = None) -> ServiceInstanceQuerySet:
+        return self.filter(expires_at__gt=now or timezone.now())
 
-    def expired(self) -> ServiceInstanceQuerySet:
-        return self.filter(expires_at__lte=timezone.now())
+    def expired(self, now: datetime | None = None) -> ServiceInstanceQuerySet:
+        return self.filter(expires_at__lte=now or timezone.now())
 
 
 class ServiceInstance(models.Model):

@@ -122,7 +122,7 @@ class RegistryBackend:
     def set_health(self, instance_id: str, health: str, message: str, checked_at: datetime) -> Instance:
         raise NotImplementedError
 
-    def purge_expired(self) -> list[Instance]:
+    def purge_expired(self, now: datetime | None = None) -> list[Instance]:
         """Remove instances whose TTL ran out; returns them (etcd removes them by itself)."""
         return []
 
@@ -182,7 +182,10 @@ class DatabaseRegistry(RegistryBackend):
         return Instance.from_model(row)
 
     def instances(self, name: str | None = None) -> list[Instance]:
-        rows = ServiceInstance.objects.live()
+        # One instant for both: whatever is not listed as live has been purged (and evented).
+        now = timezone.now()
+        self.purge_expired(now)
+        rows = ServiceInstance.objects.live(now)
         if name is not None:
             rows = rows.filter(name=name)
         return [Instance.from_model(row) for row in rows.order_by("name", "id")]
@@ -195,10 +198,11 @@ class DatabaseRegistry(RegistryBackend):
             raise InstanceNotFound(instance_id)
         return self.get(instance_id)
 
-    def purge_expired(self) -> list[Instance]:
+    def purge_expired(self, now: datetime | None = None) -> list[Instance]:
+        now = now or timezone.now()
         removed = []
-        for row in ServiceInstance.objects.expired():
-            if ServiceInstance.objects.expired().filter(id=row.id).delete()[0]:
+        for row in ServiceInstance.objects.expired(now):
+            if ServiceInstance.objects.expired(now).filter(id=row.id).delete()[0]:
                 removed.append(Instance.from_model(row))
         for instance in removed:
             self.invalidate(instance.name)
@@ -211,7 +215,6 @@ class DatabaseRegistry(RegistryBackend):
         now = timezone.now()
         # A cached expiry in the past means a heartbeat (not evented) or an expiry happened.
         if cached is None or any(instance.expires_at <= now for instance in cached):
-            self.purge_expired()
             cached = self.instances(name)
             with self._lock:
                 self._cache[name] = cached
@@ -275,6 +278,7 @@ class EtcdRegistry(RegistryBackend):
         self.client = connect_etcd(endpoints, timeout)
         self._cache: dict[str, dict[str, Instance]] = {}
         self._loaded = False
+        self._closing = False
         self._watch_id: Any = None
 
     # keys -------------------------------------------------------------------------------
@@ -388,6 +392,8 @@ class EtcdRegistry(RegistryBackend):
     def _apply_watch_response(self, response: Any) -> None:
         import etcd3.events
 
+        if self._closing:
+            return  # responses still queued while the client closes
         if isinstance(response, Exception):
             logger.warning("etcd watch of %s failed (%s); reloading on next discover", self.prefix, response)
             with self._lock:
@@ -422,6 +428,7 @@ class EtcdRegistry(RegistryBackend):
         pass  # the watch keeps the cache
 
     def close(self) -> None:
+        self._closing = True
         if self._watch_id is not None:
             try:
                 self.client.cancel_watch(self._watch_id)

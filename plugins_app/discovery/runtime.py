@@ -26,7 +26,7 @@ class DiscoveryRuntime(threading.Thread):
     """Runs each job when its interval is due; a failing job is logged and tried again next time."""
 
     def __init__(self, *, tick: float = 0.5, monitor_interval: float | None = None,
-                 alert_interval: float | None = None) -> None:
+                 alert_interval: float | None = None, mirror_config: bool | None = None) -> None:
         super().__init__(name="chameleon-discovery", daemon=True)
         self.tick = tick
         self.monitor_interval = monitor_interval or chameleon_settings.MONITOR_INTERVAL
@@ -34,6 +34,7 @@ class DiscoveryRuntime(threading.Thread):
         self._stopping = threading.Event()
         self._next: dict[str, float] = {}
         self._mirror = None
+        self.mirror_config = bool(chameleon_settings.ETCD_ENDPOINTS) if mirror_config is None else mirror_config
 
     def jobs(self) -> list[tuple[str, float, Callable[[], object]]]:
         from plugins_app.discovery import alerts, monitor, services
@@ -48,7 +49,7 @@ class DiscoveryRuntime(threading.Thread):
 
     def _config_job(self) -> None:
         # With etcd, the config center's current values are mirrored there and watched back.
-        if not chameleon_settings.ETCD_ENDPOINTS:
+        if not self.mirror_config:
             return
         from plugins_app.discovery.config_mirror import ConfigMirror
 

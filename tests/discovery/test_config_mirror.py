@@ -62,3 +62,14 @@ def test_invalid_external_value_is_refused_and_restored(mirror):
     wait_for(lambda: in_etcd(mirror, "demo.broken") == {"version": 1, "data": {"ok": True}}, 5,
              "etcd set back to the current version")
     assert config_center.current_config("demo.broken") == (1, {"ok": True})
+
+
+def test_a_stale_mirror_write_is_not_taken_for_an_external_change(mirror):
+    config_center.update_config("demo.order", {"n": 1})
+    config_center.update_config("demo.order", {"n": 2})
+    wait_for(lambda: in_etcd(mirror, "demo.order") == {"version": 2, "data": {"n": 2}}, 5, "version 2 mirrored")
+    # An older mirror write landing late (events are handled concurrently).
+    mirror.client.put(mirror.key_for("demo.order"), json.dumps({"version": 1, "data": {"n": 1}}))
+    wait_for(lambda: in_etcd(mirror, "demo.order") == {"version": 2, "data": {"n": 2}}, 5, "current version put back")
+    assert config_center.current_config("demo.order") == (2, {"n": 2})
+    assert ConfigDocument.objects.get(key="demo.order").versions.count() == 2
