@@ -160,6 +160,28 @@ def cluster_state(plugin: Plugin, instances: list[PluginInstance] | None = None,
     return PluginState.REGISTERED if plugin.enabled else PluginState.STOPPED
 
 
+class CallArgumentsInvalid(PluginError):
+    code = "invalid_arguments"
+
+
+def _check_arguments(manager: Any, name: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments that do not fit the method's signature before calling (a 400, not a plugin error)."""
+    import inspect
+
+    entry = manager.entries.get(name)
+    if entry is None or entry.instance is None or method.startswith("_"):
+        return  # manager.call raises the precise error
+    func = getattr(entry.instance, method, None)
+    if func is None or method not in entry.cls.public_methods():
+        return
+    try:
+        inspect.signature(func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise CallArgumentsInvalid(name, f"Arguments do not fit {name}.{method}: {exc}") from None
+    except ValueError:
+        return  # no signature to check against (a builtin): let the call decide
+
+
 def call_plugin(name: str, method: str, args: list[Any], kwargs: dict[str, Any], *, timeout: float | None = None,
                 user: User = None, source: str = AuditEntry.Source.SYSTEM,
                 request: HttpRequest | None = None) -> Any:
@@ -168,8 +190,10 @@ def call_plugin(name: str, method: str, args: list[Any], kwargs: dict[str, Any],
 
     audit = {"action": "plugin.call", "target_type": "plugin", "target": name, "user": user, "source": source,
              "request": request}
+    manager = get_manager()
     try:
-        result = get_manager().call(name, method, *args, timeout=timeout, **kwargs)
+        _check_arguments(manager, name, method, args, kwargs)
+        result = manager.call(name, method, *args, timeout=timeout, **kwargs)
     except PluginError as exc:
         record_audit(**audit, outcome=AuditEntry.Outcome.FAILURE, detail={"method": method, "error": str(exc)})
         raise

@@ -33,7 +33,9 @@ from plugins_app.models import Plugin, PluginCommand, PluginInstance
 STATUS_OF_ERROR = {
     errors.PluginNotFound: 404, config_center.ConfigNotFound: 404, errors.MethodNotFound: 404,
     errors.ConfigInvalid: 400, errors.LifecycleError: 409, errors.PluginNotRunning: 409,
-    errors.CircuitOpen: 503, errors.PluginBusy: 429, errors.PluginCallTimeout: 504, errors.PluginCallError: 502,
+    # What the plugin did is reported as 4xx: the request was fine, the plugin (a dependency of
+    # it) failed, is shedding load or timed out -- never a 5xx that would read as our own bug.
+    errors.CircuitOpen: 429, errors.PluginBusy: 429, errors.PluginCallTimeout: 424, errors.PluginCallError: 424,
 }
 VIEW = "plugins_app.view_plugin"
 OPERATE = "plugins_app.operate_plugin"

@@ -11,6 +11,15 @@ from plugins_app.builtin.notification import NotificationPlugin
 from plugins_app.models import Plugin, PluginCommand
 
 
+def make_failing():
+    from tests.plugins.conftest import make_plugin
+
+    def boom(self):
+        raise ValueError("nope")
+
+    return make_plugin("failing", boom=boom)
+
+
 @pytest.fixture
 def hosted(db_manager):
     """The built-ins running on this process's manager (node 'test-node')."""
@@ -118,8 +127,15 @@ def test_call_is_for_operators_and_errors_are_typed(hosted, operator_client, vie
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "method_not_found"
     private = operator_client.post("/api/v1/plugins/hello/call/", {"method": "_on_login"}, format="json")
     assert private.status_code == 400
+    wrong = operator_client.post("/api/v1/plugins/hello/call/", {"method": "greet", "args": [1, 2, 3]}, format="json")
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_arguments"
+    hosted.register(make_failing())
+    hosted.start("failing")
+    failed = operator_client.post("/api/v1/plugins/failing/call/", {"method": "boom"}, format="json")
+    assert failed.status_code == 424 and "ValueError: nope" in failed.json()["error"]["message"]
     assert AuditEntry.objects.filter(action="plugin.call", outcome="denied").count() == 1
     assert AuditEntry.objects.filter(action="plugin.call", outcome="success").count() == 1
+    assert AuditEntry.objects.filter(action="plugin.call", outcome="failure").count() == 3
 
 
 @pytest.mark.parametrize("method, path, body", [
