@@ -27,9 +27,13 @@ def event_transport(settings) -> Iterator:
             "EVENT_POLL_INTERVAL": 0.05, **overrides,
         }
 
+    # Subscriptions other apps made at start-up (AppConfig.ready) must survive the test.
+    existing = {subscription.id for subscription in get_bus().subscriptions()}
     yield use
     delivery.reset()
-    get_bus().clear()
+    for subscription in get_bus().subscriptions():
+        if subscription.id not in existing:
+            get_bus().unsubscribe(subscription)
 
 
 @pytest.fixture

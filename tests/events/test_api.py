@@ -137,3 +137,12 @@ def test_event_types_lists_builtin_topics(viewer_client):
     response = viewer_client.get("/api/v1/event-types/")
     assert response.status_code == 200
     assert {"plugin.started", "test.*", "node.joined"} <= {item["topic"] for item in response.json()}
+
+
+def test_admin_lists_events_read_only(client, superuser, stored):
+    client.force_login(superuser)
+    page = client.get("/admin/events/event/")
+    assert page.status_code == 200 and "scheduler.task.failed" in page.content.decode()
+    assert client.get("/admin/events/event/add/").status_code == 403
+    row = EventRow.objects.get(event_id=stored[0].id)
+    assert client.get(f"/admin/events/event/{row.pk}/change/").status_code == 200

@@ -15,7 +15,7 @@ from plugins_app.builtin.redis_plugin import RedisPlugin
 from plugins_app.contract import Plugin
 from plugins_app.events import delivery, publish
 from plugins_app.host import PluginManager
-from tests.fixtures.services import wait_for
+from tests.fixtures.services import free_port, port_open, wait_for
 
 
 class CounterPlugin(Plugin):
@@ -65,11 +65,18 @@ def test_redis_plugin_shares_a_client_and_fails_when_unreachable(tmp_path, priva
     assert refused.start("redis") is False and refused.entries["redis"].state == "failed"
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535 and not port_open("127.0.0.1", port + 10000):
+            return port
+
+
 @pytest.fixture
 def redis_cluster(tmp_path, private_redis) -> str:
     """A one-node Redis Cluster (all 16384 slots on one private redis-server)."""
-    private_redis.stop()
-    port = private_redis.port
+    port = cluster_port()
     cluster = subprocess.Popen(
         [private_redis.path, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
          "--cluster-config-file", str(tmp_path / "nodes.conf"), "--save", "", "--appendonly", "no",

@@ -34,7 +34,8 @@ def test_retention_removes_old_events_in_batches(event_transport, settings):
     publish("test.new")
     EventRow.objects.filter(topic="test.old").update(timestamp=timezone.now() - timezone.timedelta(days=8))
     assert purge_expired_events(batch_size=10) == 25
-    assert list(EventRow.objects.values_list("topic", flat=True)) == ["test.new"]
+    assert list(EventRow.objects.filter(topic__in=["test.old", "test.new"]).values_list("topic", flat=True)) == [
+        "test.new"]
     settings.CHAMELEON = {**settings.CHAMELEON, "EVENT_RETENTION_DAYS": 0}
     assert purge_expired_events() == 0  # 0 keeps events forever
 
@@ -77,7 +78,7 @@ def test_redis_transport_once_per_node_and_once_per_group(redis_url, event_trans
     assert [event.id for event in b_all] == [event.id for event in published]
     assert sorted(event.id for event in a_group + b_group) == sorted(event.id for event in published)
     assert flush(5)
-    assert not EventRow.objects.filter(dispatched=False).exists()
+    assert not EventRow.objects.filter(topic="test.redis", dispatched=False).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -90,14 +91,15 @@ def test_outbox_delivers_events_published_while_redis_was_down(private_redis, ev
 
     private_redis.stop()
     during = [publish("test.outbox", {"n": n}) for n in range(5, 15)]
-    wait_for(lambda: EventRow.objects.filter(dispatched=False).count() == 10, 10,
+    wait_for(lambda: EventRow.objects.filter(topic="test.outbox", dispatched=False).count() == 10, 10,
              "the events to wait in the outbox")
     assert len(received) == 5
 
     private_redis.start()
     wait_for(lambda: len(received) == 15, 30, "the outbox to be delivered once Redis is back")
     assert [event.id for event in received] == [event.id for event in before + during]  # in order, none twice
-    wait_for(lambda: not EventRow.objects.filter(dispatched=False).exists(), 10, "the outbox to be marked sent")
+    wait_for(lambda: not EventRow.objects.filter(topic="test.outbox", dispatched=False).exists(), 10,
+             "the outbox to be marked sent")
 
 
 def test_kafka_transport_against_librdkafka_mock_cluster(kafka_mock_brokers, settings, event_transport):
