@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -144,10 +145,11 @@ class DatabaseRegistry(RegistryBackend):
     """Instances as `ServiceInstance` rows; `expires_at` is pushed forward by each heartbeat."""
 
     kind = "database"
+    MAX_CACHE_AGE = 10.0
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: dict[str, list[Instance]] = {}
+        self._cache: dict[str, tuple[float, list[Instance]]] = {}
 
     def register(self, instance: Instance) -> Instance:
         now = timezone.now()
@@ -211,13 +213,15 @@ class DatabaseRegistry(RegistryBackend):
 
     def discover(self, name: str) -> list[Instance]:
         with self._lock:
-            cached = self._cache.get(name)
+            loaded_at, cached = self._cache.get(name, (0.0, None))
         now = timezone.now()
-        # A cached expiry in the past means a heartbeat (not evented) or an expiry happened.
-        if cached is None or any(instance.expires_at <= now for instance in cached):
-            cached = self.instances(name)
+        # A cached expiry in the past means a heartbeat (not evented) or an expiry happened;
+        # the age limit covers a change event that never arrived (bus down).
+        if (cached is None or time.monotonic() - loaded_at > self.MAX_CACHE_AGE
+                or any(instance.expires_at <= now for instance in cached)):
+            loaded_at, cached = time.monotonic(), self.instances(name)
             with self._lock:
-                self._cache[name] = cached
+                self._cache[name] = (loaded_at, cached)
         return list(cached)
 
     def invalidate(self, name: str | None = None) -> None:

@@ -132,3 +132,26 @@ def test_bad_alert_rules_get_field_errors(db, operator_client, change, field):
     body = {"name": "rule", "metric": "chameleon_process_threads", "threshold": 1, **change}
     response = operator_client.post(RULES, body, format="json")
     assert response.status_code == 400 and field in response.json()["error"]["fields"]
+
+
+@pytest.mark.parametrize(
+    "method, path, body, expected",
+    [
+        ("post", SERVICES, ["not", "an", "object"], 400),
+        ("post", SERVICES, "just a string", 400),
+        ("post", SERVICES, {"name": "x", "endpoint": "y", "metadata": {"deep": {"a": [1, 2]}}, "ttl": "NaN"}, 400),
+        ("put", f"{SERVICES}nobody/", {}, 405),
+        ("patch", f"{SERVICES}nobody/", {}, 405),
+        ("get", f"{SERVICES}nobody/", None, 404),
+        ("delete", f"{SERVICES}nobody/", None, 404),
+        ("post", f"{SERVICES}nobody/heartbeat/", None, 404),
+        ("get", f"{SERVICES}resolve/?name=%00bad", None, 400),
+        ("post", RULES, ["x"], 400),
+        ("get", "/api/v1/alerts/?state=weird", None, 400),
+        ("get", f"{SERVICES}?page=999", None, 404),
+    ],
+)
+def test_odd_requests_never_500(db, operator_client, method, path, body, expected):
+    response = getattr(operator_client, method)(path, body, format="json") if body is not None \
+        else getattr(operator_client, method)(path)
+    assert response.status_code == expected, response.content
