@@ -15,6 +15,7 @@ from scheduler_app import services
 from scheduler_app.dispatch import dispatch_due
 from scheduler_app.models import Task, TaskRun
 from scheduler_app.runner import execute_run
+from tests.fixtures.services import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +43,8 @@ def test_create_sets_next_run_and_a_matching_periodic_task(django_capture_on_com
     periodic = PeriodicTask.objects.get(pk=task.periodic_task_id)
     assert periodic.task == services.RUN_TASK_NAME and periodic.args == '["job"]'
     assert periodic.interval.every == 90 and periodic.enabled
+    # The bus delivers on its own threads: wait for both events, in publish order.
+    wait_for(lambda: len(published) >= 2, 5, "the created and scheduled events")
     assert [event.topic for event in published] == ["scheduler.task.created", "scheduler.task.scheduled"]
     assert AuditEntry.objects.filter(action="task.create", target="job", outcome="success").exists()
 
@@ -207,7 +210,7 @@ def test_delete_removes_task_and_periodic_task(published, django_capture_on_comm
     with django_capture_on_commit_callbacks(execute=True):
         services.delete_task("job")
     assert not Task.objects.exists() and not PeriodicTask.objects.filter(pk=task.periodic_task_id).exists()
-    assert "scheduler.task.deleted" in [event.topic for event in published]
+    wait_for(lambda: "scheduler.task.deleted" in [event.topic for event in published], 5, "the deleted event")
 
 
 def test_purge_removes_old_runs_in_batches():
@@ -242,8 +245,6 @@ def test_events_publish_handler_publishes_the_event(published):
         dispatch_due()
         run = TaskRun.objects.get(task=task)
         assert execute_run(task.id, run.pk)["status"] == "succeeded"
-        from tests.fixtures.services import wait_for
-
         wait_for(lambda: seen, 5, "the published event")
         assert seen[0].data == {"n": 1} and seen[0].source == "scheduler"
     finally:
