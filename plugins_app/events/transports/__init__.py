@@ -232,6 +232,7 @@ class Inbound:
         self.ready = threading.Event()
         self.group_ready: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def pid_changed(self) -> bool:
         return self.pid != os.getpid()
@@ -241,10 +242,7 @@ class Inbound:
             from plugins_app.events.transports.database import receive_node
         else:
             receive_node = self.transport.receive_node
-        threading.Thread(
-            target=self._guard, args=(receive_node, self._stop, self._on_node_message, self.ready),
-            name="chameleon-events-inbound", daemon=True,
-        ).start()
+        self._spawn("chameleon-events-inbound", receive_node, self._stop, self._on_node_message, self.ready)
 
     def ensure_group(self, group: str) -> threading.Event:
         with self._lock:
@@ -259,11 +257,14 @@ class Inbound:
         def run(stop: threading.Event, on_message: Any, ready: threading.Event) -> None:
             receive_group(group, self.consumer, stop, on_message, ready)
 
-        threading.Thread(
-            target=self._guard, args=(run, self._stop, lambda message: self._on_group_message(group, message), ready),
-            name=f"chameleon-events-group-{group}", daemon=True,
-        ).start()
+        self._spawn(f"chameleon-events-group-{group}", run, self._stop,
+                    lambda message: self._on_group_message(group, message), ready)
         return ready
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=self._guard, args=(target, *args), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _guard(self, target: Callable[..., None], *args: Any) -> None:
         while not self._stop.is_set():
@@ -292,7 +293,11 @@ class Inbound:
     def _on_group_message(self, group: str, message: Any) -> None:
         self.bus.dispatch(Event.from_dict(self._decode(message)), plain=False, group=group)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop receiving; waits a little for receivers to close their connections."""
         self._stop.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
         if self.transport is not None:
             self.transport.close()
