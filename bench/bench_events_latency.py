@@ -56,6 +56,9 @@ async def run_clients(port: int, token: str, count: int, expected: int, timeout:
         async with connect(
             f"ws://127.0.0.1:{port}/ws/events/?topics={TOPIC}", origin=f"http://127.0.0.1:{port}",
             additional_headers={"Authorization": f"Token {token}"}, max_queue=None,
+            # permessage-deflate costs the server ~50 us per frame and connection (zlib, per
+            # connection context); the events are small JSON, so these clients do not offer it.
+            compression=None if os.environ.get("BENCH_WS_DEFLATE") != "1" else "deflate",
         ) as ws:
             while json.loads(await ws.recv())["type"] != "backlog_end":
                 pass

@@ -89,8 +89,11 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_loop(self, skip: set[str]) -> None:
         connection = self.connection
-        # The hot path: the ASGI send itself, skipping the consumer's per-message wrappers.
-        send = self.base_send
+        # The hot path: the ASGI send itself. Channels' session middleware wraps `send` to
+        # save sessions on `http.response.start`, but reads the lazy session on every
+        # message (~15 us a frame); websocket frames never save a session, so go around it.
+        wrapper = getattr(self.base_send, "__self__", None)
+        send = getattr(wrapper, "real_send", None) or self.base_send
         while True:
             await connection.wakeup.wait()
             connection.wakeup.clear()
