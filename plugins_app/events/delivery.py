@@ -159,10 +159,9 @@ def _start_retention() -> None:
         while True:
             try:
                 purge_expired_events()
+                close_old_connections()
             except Exception:  # noqa: BLE001 - try again next hour
                 logger.exception("Event retention cleanup failed")
-            finally:
-                close_old_connections()
             time.sleep(RETENTION_INTERVAL_SECONDS)
 
     threading.Thread(target=run, name="chameleon-events-retention", daemon=True).start()

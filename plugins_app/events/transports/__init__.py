@@ -125,7 +125,7 @@ class Outbound:
                 thread.start()
 
     def _store_loop(self) -> None:
-        from django.db import close_old_connections
+        from django.db import connection
 
         while True:
             batches = [self._store_queue.get()]
@@ -139,7 +139,12 @@ class Outbound:
                 if events:
                     self._store(events, dispatched=dispatched)
             self._done(sum(len(batch) for batch, _sent in batches))
-            close_old_connections()
+            if self._store_queue.empty():
+                # Idle: give the connection back rather than hold it open between bursts.
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - this thread must never die
+                    logger.debug("Closing the event store connection failed", exc_info=True)
 
     def close(self) -> None:
         self._closed = True

@@ -54,6 +54,8 @@ class KafkaTransport:
             self._producer.list_topics(topic=self.topic, timeout=10)
 
     def send(self, messages: list[str]) -> None:
+        if self._producer is None:
+            raise KafkaException("the Kafka transport is closed")
         errors: list[Any] = []
 
         def delivered(error: Any, _message: Any) -> None:
@@ -109,4 +111,6 @@ class KafkaTransport:
         self._consume(f"{self.topic}.group.{group}", stop, on_message, ready)
 
     def close(self) -> None:
-        self._producer.flush(2)
+        if self._producer is not None:
+            self._producer.flush(2)
+            self._producer = None  # let librdkafka's threads go now, not at interpreter exit
