@@ -203,10 +203,18 @@ class Outbound:
         return True
 
     def _mark(self, services: Any, events: list[Event], *, dispatched: bool) -> None:
+        from django.db import connection
+
         try:
             services.mark_dispatched([event.id for event in events], dispatched=dispatched)
         except Exception:  # noqa: BLE001 - the sent flag is bookkeeping
             logger.debug("Could not mark events dispatched=%s", dispatched, exc_info=True)
+        finally:
+            # Only during and after an outage: do not keep a connection in the sender thread.
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     def _done(self, count: int) -> None:
         with self._count_lock:
