@@ -30,7 +30,9 @@ ROLE_APPS = ("core", "plugins_app", "events", "discovery", "scheduler_app", "dja
 #: How long a stopped or lost node stays listed.
 NODE_RETENTION = timedelta(days=1)
 #: Models that only the system writes: operators may read them, never change them.
-READ_ONLY_MODELS = {("core", "auditentry"), ("core", "node"), ("django_celery_results", "taskresult")}
+READ_ONLY_MODELS = {
+    ("core", "auditentry"), ("core", "node"), ("django_celery_results", "taskresult"), ("discovery", "alert"),
+}
 
 
 def record_audit(
