@@ -21,7 +21,18 @@ from plugins_app.contract import Plugin, PluginDefinitionError
 logger = logging.getLogger("chameleon.plugins")
 
 ENTRY_POINT_GROUP = "chameleon.plugins"
-BUILTIN_MODULES = ("plugins_app.builtin.logger", "plugins_app.builtin.hello", "plugins_app.builtin.notification")
+#: The plugins that ship with Chameleon (SPEC §3). `redis`, `kafka` and `etcd` run idle
+#: (and say so in their health) until a URL is configured; `grpc` listens on a free port
+#: unless its config names one.
+BUILTIN_MODULES = (
+    "plugins_app.builtin.logger",
+    "plugins_app.builtin.hello",
+    "plugins_app.builtin.notification",
+    "plugins_app.builtin.redis_plugin",
+    "plugins_app.builtin.kafka_plugin",
+    "plugins_app.discovery.plugins.etcd",
+    "plugins_app.discovery.plugins.grpc",
+)
 DIR_MODULE_PREFIX = "chameleon_plugin_dirs"
 
 

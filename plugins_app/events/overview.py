@@ -76,8 +76,26 @@ def node_figures() -> dict[str, Any]:
     }
 
 
+def service_figures() -> dict[str, Any] | None:
+    """Registered service instances by health, from the registry (database or etcd)."""
+    if not apps.is_installed("plugins_app.discovery"):
+        return None
+    from plugins_app.discovery.services import service_summary
+
+    try:
+        summary = service_summary()
+    except Exception as exc:  # noqa: BLE001 - etcd unreachable must not break the dashboard
+        logger.debug("Overview: cannot read the service registry (%s)", exc)
+        return None
+    by_health: dict[str, int] = {}
+    for counts in summary.values():
+        for health, count in counts.items():
+            by_health[health] = by_health.get(health, 0) + count
+    return {"services": len(summary), "instances": sum(by_health.values()), "by_health": by_health}
+
+
 def overview() -> dict[str, Any]:
     return {
         "plugins": plugin_figures(), "tasks": task_figures(), "events": event_figures(), "nodes": node_figures(),
-        "generated_at": format_timestamp(timezone.now().timestamp()),
+        "services": service_figures(), "generated_at": format_timestamp(timezone.now().timestamp()),
     }

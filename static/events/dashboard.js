@@ -262,6 +262,17 @@
       const lost = $("nodes-lost");
       lost.textContent = "";
       if (data.nodes.lost) lost.appendChild(badge(`${data.nodes.lost} lost`, "lost"));
+      const health = $("services-health");
+      health.textContent = "";
+      if (data.services) {
+        $("services-instances").textContent = data.services.instances;
+        const entries = Object.entries(data.services.by_health).filter(([, count]) => count);
+        if (!entries.length) health.textContent = "none registered";
+        entries.forEach(([state, count]) => health.appendChild(badge(`${state} ${count}`, state)));
+      } else {
+        $("services-instances").textContent = "n/a";
+        health.textContent = "registry unavailable";
+      }
     } catch (error) {
       // The cards keep their last figures; the connection indicator shows trouble.
     }

@@ -108,6 +108,10 @@ def test_database_cache_is_refreshed_by_another_nodes_change_event(transactional
     try:
         instance = services.register_instance(name="cache", endpoint="10.3.0.1:80", ttl=60)
         wait_for(lambda: [item.id for item in services.discover("cache")] == [instance.id], 5, "cached")
+        # Delivery is asynchronous: let the registration's own event land before the check
+        # below, or it would clear the cache early and hide whether the change event does.
+        assert events.flush()
+        services.discover("cache")
         # Another node marks it unhealthy: its row changes, this process's cache does not know yet.
         ServiceInstance.objects.filter(id=instance.id).update(health="unhealthy")
         assert [item.id for item in services.discover("cache")] == [instance.id]

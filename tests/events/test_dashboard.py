@@ -120,3 +120,20 @@ def test_browser_sees_an_event_published_through_the_api_within_seconds(
         page.click("[data-testid=clear]")
         assert page.locator("#event-list tr[data-id]").count() == 0
         browser.close()
+
+
+def test_overview_shows_service_health(client, viewer, event_transport):
+    from plugins_app.discovery import services as discovery
+    from plugins_app.discovery.registry import DatabaseRegistry
+
+    event_transport("database")
+    previous = discovery.set_registry(DatabaseRegistry())
+    try:
+        discovery.register_instance(name="billing", endpoint="10.9.0.1:80", ttl=60)
+        client.force_login(viewer)
+        services = client.get("/dashboard/overview").json()["services"]
+        assert services["services"] == 1
+        assert services["instances"] == 1
+        assert sum(services["by_health"].values()) == 1
+    finally:
+        discovery.set_registry(previous)
