@@ -28,18 +28,21 @@ def _model(app_label: str, model_name: str) -> Any:
         return None
 
 
-def _counts(model: Any, field: str) -> dict[str, int] | None:
+def _counts(model: Any, field: str, **filters: Any) -> dict[str, int] | None:
     if model is None:
         return None
     try:
-        return {row[field]: row["n"] for row in model.objects.values(field).annotate(n=Count("pk")).order_by()}
+        rows = model.objects.filter(**filters).values(field).annotate(n=Count("pk")).order_by()
+        return {row[field]: row["n"] for row in rows}
     except (DatabaseError, Exception) as exc:  # noqa: BLE001 - another app's model may not be migrated yet
         logger.debug("Overview: cannot count %s.%s (%s)", model.__name__, field, exc)
         return None
 
 
 def plugin_figures() -> dict[str, Any] | None:
-    states = _counts(_model("plugins_app", "PluginInstance"), "state")
+    # Instances on live nodes only: a restarted process is a new node, its old rows history.
+    alive = list(Node.objects.alive().values_list("name", flat=True))
+    states = _counts(_model("plugins_app", "PluginInstance"), "state", node__in=alive)
     if states is None:
         return None
     return {"running": states.get("running", 0), "failed": states.get("failed", 0),

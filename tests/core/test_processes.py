@@ -133,3 +133,13 @@ def test_runstack_prints_the_admin_login_only_once(tmp_path):
     first, second = out.stdout.strip().splitlines()[-2:]
     assert first.startswith("('admin', '") and len(eval(first)[1]) >= 12  # a generated password
     assert second == "None"
+
+
+def test_web_node_says_it_stopped_on_sigterm(live_web):
+    from core.models import Node
+
+    node = wait_for(lambda: Node.objects.filter(kind="web", pid=live_web.pid).first(), 30, "the web node")
+    live_web.process.send_signal(signal.SIGTERM)
+    assert live_web.process.wait(timeout=30) == 0
+    node.refresh_from_db()
+    assert node.status == "stopped"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
@@ -15,6 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.HTTP_PORT, help="Port (default HTTP_PORT).")
 
     def handle(self, *args, **options) -> None:
+        # uvicorn shuts down on SIGTERM, then raises the signal again with the handler that
+        # was there before it; a plain exit here (not death by signal) lets the atexit
+        # hooks mark this node stopped and stop its plugins.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
         uvicorn.run(
             "chameleon_site.asgi:application",
             host=options["host"],
@@ -28,3 +35,7 @@ class Command(BaseCommand):
             # of the one process that fans events out to every dashboard.
             ws_per_message_deflate=False,
         )
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
