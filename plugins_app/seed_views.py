@@ -7,9 +7,9 @@ from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.api.permissions import AuditedDenialsMixin
 from core.api.seed import SeedAPIView, seed_response
 from core.models import AuditEntry, Node
-from core.services import record_audit
 from plugins_app import services
 from plugins_app.errors import LifecycleError, PluginNotFound
 from plugins_app.models import Plugin
@@ -32,16 +32,16 @@ class PluginStatusView(SeedAPIView):
         return seed_response({"plugins": plugins, "total": len(plugins)})
 
 
-class PluginRestartView(SeedAPIView):
+class PluginRestartView(AuditedDenialsMixin, SeedAPIView):
     """`{"message", "plugin"}`; 404 for an unknown plugin."""
 
     required_permission = "plugins_app.operate_plugin"
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
-        if request.user and request.user.is_authenticated:
-            record_audit(action="plugin.restart", target_type="plugin", target=self.kwargs.get("name", ""),
-                         outcome=AuditEntry.Outcome.DENIED, source=AuditEntry.Source.SEED_API, request=request)
-        super().permission_denied(request, message=message, code=code)
+    audit_target_type = "plugin"
+    audit_source = AuditEntry.Source.SEED_API
+
+    def denied_action(self, request: Request) -> str:
+        return "plugin.restart"
 
     @extend_schema(request=None, responses=inline_serializer("SeedPluginRestart", {
         "code": serializers.IntegerField(), "message": serializers.CharField(),

@@ -41,3 +41,36 @@ class OperationPermissionMixin:
     """Lets an `@action(required_permission="app.codename")` name the permission it needs."""
 
     required_permission: str | None = None
+
+
+class AuditedDenialsMixin:
+    """Writes a `denied` audit entry when a signed-in user may not do an operation here.
+
+    Reads are not audited (unless the view names a permission beyond viewing). A view says
+    what it audits with `audit_target_type` and `audit_source`, and may override
+    `denied_action()` and `denied_target()`.
+    """
+
+    audit_target_type = ""
+    audit_source = "api"
+
+    def permission_denied(self, request, message=None, code=None):
+        if request.user and request.user.is_authenticated and self.is_operation(request):
+            from core.services import record_audit
+
+            record_audit(
+                action=self.denied_action(request), target_type=self.audit_target_type,
+                target=self.denied_target(request), outcome="denied", source=self.audit_source,
+                request=request,
+            )
+        super().permission_denied(request, message=message, code=code)
+
+    def is_operation(self, request) -> bool:
+        required = getattr(self, "required_permission", None)
+        return request.method not in SAFE_METHODS or bool(required and ".view_" not in required)
+
+    def denied_action(self, request) -> str:
+        return f"{self.audit_target_type}.{getattr(self, 'action', None) or request.method.lower()}"
+
+    def denied_target(self, request) -> str:
+        return str(next(iter(self.kwargs.values()), ""))

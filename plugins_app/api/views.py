@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api.permissions import OperationPermissionMixin
+from core.api.permissions import AuditedDenialsMixin, OperationPermissionMixin
 from core.models import AuditEntry
 from core.services import record_audit
 from plugins_app import config_center, errors, services
@@ -52,21 +52,10 @@ class PluginAPIError(exceptions.APIException):
         super().__init__(detail=str(exc), code=exc.code)
 
 
-class AuditedDenialMixin:
-    """Writes a `denied` audit entry when someone may not do an operation (reads are not audited)."""
-
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None) -> None:
-        if request.user and request.user.is_authenticated and (
-                request.method not in ("GET", "HEAD", "OPTIONS") or getattr(self, "required_permission", None)
-                not in (None, VIEW)):
-            record_audit(action=f"plugin.{getattr(self, 'action', '') or request.method.lower()}",
-                         target_type="plugin", target=str(self.kwargs.get("name", "")),
-                         outcome=AuditEntry.Outcome.DENIED, source=AuditEntry.Source.API, request=request)
-        super().permission_denied(request, message=message, code=code)
-
-
-class PluginViewSet(AuditedDenialMixin, OperationPermissionMixin, viewsets.ReadOnlyModelViewSet):
+class PluginViewSet(AuditedDenialsMixin, OperationPermissionMixin, viewsets.ReadOnlyModelViewSet):
     """Plugins known to the cluster, with their state on every node; operations fan out to the nodes."""
+
+    audit_target_type = "plugin"
 
     queryset = Plugin.objects.prefetch_related(
         Prefetch("instances", queryset=PluginInstance.objects.order_by("node"))

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from core.api.seed import SeedAPIView, seed_response
 from core.models import AuditEntry
 from plugins_app.events import services
-from plugins_app.events.api.views import DeniedOperationsAuditedMixin
+from plugins_app.events.api.views import EventDenialsAuditedMixin
 
 
 class TestEventSerializer(serializers.Serializer):
@@ -17,7 +17,7 @@ class TestEventSerializer(serializers.Serializer):
     data = serializers.DictField(required=False, default=dict)
 
 
-class PublishTestEventView(DeniedOperationsAuditedMixin, SeedAPIView):
+class PublishTestEventView(EventDenialsAuditedMixin, SeedAPIView):
     """Publish a `test.demo` event; answers `{"code","message","data": {"message","event"}}`."""
 
     required_permission = "events.add_event"

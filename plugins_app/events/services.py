@@ -113,11 +113,6 @@ def publish_event_as(
     return event
 
 
-def record_denied(*, action: str, target: str, user: Any, request: HttpRequest | None, source_kind: str) -> None:
-    record_audit(action=action, target_type="event", target=target, outcome=AuditEntry.Outcome.DENIED,
-                 user=user, request=request, source=source_kind)
-
-
 def record_invalid_publish(*, request: HttpRequest, topic: str, errors: Any,
                            source_kind: str = AuditEntry.Source.API) -> None:
     record_audit(action="events.publish", target_type="event", target=topic, outcome=AuditEntry.Outcome.FAILURE,

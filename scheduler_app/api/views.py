@@ -12,13 +12,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, NotFound
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api.permissions import OperationPermissionMixin
+from core.api.permissions import AuditedDenialsMixin, OperationPermissionMixin
 from core.models import AuditEntry
-from core.services import record_audit
 from scheduler_app import handlers, services
 from scheduler_app.api.serializers import (
     HandlerSerializer,
@@ -57,24 +55,18 @@ def actor_for(request: Request, source: str = AuditEntry.Source.API) -> services
     return services.Actor(user=request.user, source=source, request=request._request)
 
 
-class AuditDeniedMixin:
-    """Audit an operation refused for lack of permission (reads are not audited)."""
+class AuditDeniedMixin(AuditedDenialsMixin):
+    """Refused task operations are audited as `task.<operation>` of the task asked for."""
 
-    audit_source = AuditEntry.Source.API
-
-    def permission_denied(self, request: Request, message=None, code=None):
-        if request.method not in SAFE_METHODS and request.user and request.user.is_authenticated:
-            record_audit(action=f"task.{self.denied_action(request)}", target_type="task",
-                         target=str(self.kwargs.get("pk") or self.kwargs.get("task_id") or ""),
-                         outcome=AuditEntry.Outcome.DENIED, user=request.user, source=self.audit_source,
-                         request=request._request)
-        return super().permission_denied(request, message=message, code=code)
+    audit_target_type = "task"
 
     def denied_action(self, request: Request) -> str:
         name = getattr(self, "action", None) or self.kwargs.get("operation") or {
             "POST": "create", "DELETE": "delete"}.get(request.method, request.method.lower())
-        return {"destroy": "delete", "partial_update": "update"}.get(name, name)
+        return "task." + {"destroy": "delete", "partial_update": "update"}.get(name, name)
 
+    def denied_target(self, request: Request) -> str:
+        return str(self.kwargs.get("pk") or self.kwargs.get("task_id") or "")
 
 class TaskViewSet(AuditDeniedMixin, OperationPermissionMixin, viewsets.ModelViewSet):
     """Scheduled tasks: define, edit, delete, and pause / resume / cancel / run them."""

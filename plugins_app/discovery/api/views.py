@@ -11,7 +11,7 @@ from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.api.permissions import OperationPermissionMixin
+from core.api.permissions import AuditedDenialsMixin, OperationPermissionMixin
 from core.models import AuditEntry
 from core.services import record_audit
 from plugins_app.discovery import alerts, services
@@ -29,21 +29,6 @@ class RegistryUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "registry_unavailable"
     default_detail = "The service registry is unavailable."
-
-
-class AuditedDenialsMixin:
-    """Write a `denied` audit entry when a signed-in user may not do an operation here."""
-
-    audit_target_type = ""
-
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None):
-        if request.method not in ("GET", "HEAD", "OPTIONS") and request.user and request.user.is_authenticated:
-            record_audit(
-                action=f"{self.audit_target_type}.{self.action}", target_type=self.audit_target_type,
-                target=str(self.kwargs.get("pk", "")), outcome=AuditEntry.Outcome.DENIED,
-                source=AuditEntry.Source.API, request=request,
-            )
-        super().permission_denied(request, message=message, code=code)
 
 
 def _audit(request: Request, action: str, target: str, outcome: str = AuditEntry.Outcome.SUCCESS,

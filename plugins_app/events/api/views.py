@@ -7,7 +7,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.models import AuditEntry
+from core.api.permissions import AuditedDenialsMixin
 from plugins_app.events import services
 from plugins_app.events.api.serializers import (
     EventSerializer,
@@ -24,19 +24,19 @@ def requested_topic(request: Request) -> str:
     return str(data.get("topic", ""))[:200] if hasattr(data, "get") else ""
 
 
-class DeniedOperationsAuditedMixin:
-    """Write a `denied` audit entry when a signed-in user may not do a write here."""
+class EventDenialsAuditedMixin(AuditedDenialsMixin):
+    """A refused publish is audited as `events.publish` of the topic asked for."""
 
-    audit_source = AuditEntry.Source.API
+    audit_target_type = "event"
 
-    def permission_denied(self, request: Request, message: str | None = None, code: str | None = None):
-        if request.method not in ("GET", "HEAD", "OPTIONS") and request.user and request.user.is_authenticated:
-            services.record_denied(action="events.publish", target=requested_topic(request), user=request.user,
-                                   request=request, source_kind=self.audit_source)
-        super().permission_denied(request, message=message, code=code)
+    def denied_action(self, request: Request) -> str:
+        return "events.publish"
+
+    def denied_target(self, request: Request) -> str:
+        return requested_topic(request)
 
 
-class EventViewSet(DeniedOperationsAuditedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class EventViewSet(EventDenialsAuditedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Stored cluster events, newest first; POST publishes one (needs `events.add_event`)."""
 
     queryset = Event.objects.all()
