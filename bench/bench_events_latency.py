@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -44,46 +45,114 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 # --- client process ----------------------------------------------------------------------
+class BenchClient(asyncio.Protocol):
+    """A lean websocket client (RFC 6455 by hand): on two shared cores the clients' own CPU
+    per frame decides how much is left for the server, and a general-purpose client
+    library (framing objects, a queue, a task switch and a JSON parse per message) costs
+    several times what the server spends on the frame. No extensions are offered."""
+
+    def __init__(self, port: int, token: str, expected: int, latencies: list[float], on_live) -> None:
+        self.request = (
+            f"GET /ws/events/?topics={TOPIC} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            f"Authorization: Token {token}\r\n\r\n"
+        ).encode()
+        self.expected = expected
+        self.latencies = latencies
+        self.on_live = on_live
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.live = False
+        self.received = 0
+        self.last_seq = -1
+        self.out_of_order = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                raise SystemExit(f"websocket refused: {bytes(buffer[:200])!r}")
+            del buffer[:end + 4]
+            self.upgraded = True
+        position, size = 0, len(buffer)
+        while size - position >= 2:
+            opcode, length = buffer[position] & 0x0F, buffer[position + 1] & 0x7F
+            start = position + 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[start:start + 2], "big"), start + 2
+            elif length == 127:
+                length, start = int.from_bytes(buffer[start:start + 8], "big"), start + 8
+            if start + length > size:
+                break
+            payload = bytes(buffer[start:start + length])
+            position = start + length
+            if opcode == 0x1:
+                self.on_text(payload, now)
+            elif opcode == 0x9:  # ping: answer with a masked pong
+                mask = os.urandom(4)
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + mask +
+                                     bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+            elif opcode == 0x8:
+                self.transport.close()
+        del buffer[:position]
+
+    def on_text(self, payload: bytes, now: float) -> None:
+        if self.live and payload.startswith(b'{"type":"event"'):
+            at = payload.index(b'"t":') + 4
+            self.latencies.append((now - float(payload[at:payload.index(b",", at)])) * 1000)
+            at = payload.index(b'"seq":') + 6
+            sequence = int(payload[at:payload.index(b"}", at)])
+            if sequence <= self.last_seq:
+                self.out_of_order += 1
+            self.last_seq = sequence
+            self.received += 1
+            if self.received >= self.expected and not self.done.done():
+                self.done.set_result(None)
+            return
+        message = json.loads(payload)
+        if message["type"] == "backlog_end":
+            self.live = True
+            self.on_live()
+        elif message["type"] == "dropped":
+            print(f"a client was told it dropped {message['count']}", file=sys.stderr)
+
+
 async def run_clients(port: int, token: str, count: int, expected: int, timeout: float) -> dict:
-    from websockets.asyncio.client import connect
-
+    loop = asyncio.get_running_loop()
     latencies: list[float] = []
-    received = [0] * count
     ready = asyncio.Event()
-    connected = [0]
+    live = [0]
 
-    async def client(index: int) -> None:
-        async with connect(
-            f"ws://127.0.0.1:{port}/ws/events/?topics={TOPIC}", origin=f"http://127.0.0.1:{port}",
-            additional_headers={"Authorization": f"Token {token}"}, max_queue=None,
-            # permessage-deflate costs the server ~50 us per frame and connection (zlib, per
-            # connection context); the events are small JSON, so these clients do not offer it.
-            compression=None if os.environ.get("BENCH_WS_DEFLATE") != "1" else "deflate",
-        ) as ws:
-            while json.loads(await ws.recv())["type"] != "backlog_end":
-                pass
-            connected[0] += 1
-            if connected[0] == count:
-                ready.set()
-            deadline = time.monotonic() + timeout
-            while received[index] < expected and time.monotonic() < deadline:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))
-                except TimeoutError:
-                    break
-                now = time.time()
-                message = json.loads(raw)
-                if message["type"] == "event" and not message.get("backlog"):
-                    latencies.append((now - message["event"]["data"]["t"]) * 1000)
-                    received[index] += 1
-                elif message["type"] == "dropped":
-                    print(f"client {index} told it dropped {message['count']}", file=sys.stderr)
+    def on_live() -> None:
+        live[0] += 1
+        if live[0] == count:
+            ready.set()
 
-    tasks = [asyncio.create_task(client(index)) for index in range(count)]
+    clients = []
+    for _ in range(count):
+        _transport, client = await loop.create_connection(
+            lambda: BenchClient(port, token, expected, latencies, on_live), "127.0.0.1", port)
+        clients.append(client)
     await ready.wait()
     print("READY", flush=True)
-    await asyncio.gather(*tasks)
-    return {"latencies": latencies, "received": received}
+    await asyncio.wait([client.done for client in clients], timeout=timeout)
+    return {"latencies": latencies, "received": [client.received for client in clients],
+            "out_of_order": sum(client.out_of_order for client in clients)}
 
 
 # --- publisher process -------------------------------------------------------------------
@@ -123,7 +192,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.role == "clients":
-        result = asyncio.run(run_clients(args.port, args.token, args.clients, args.expected, args.seconds + 30))
+        try:
+            from uvloop import run
+        except ImportError:
+            from asyncio import run
+        result = run(run_clients(args.port, args.token, args.clients, args.expected, args.seconds + 30))
         print("RESULT " + json.dumps(result), flush=True)
         return
     if args.role == "publisher":
@@ -181,12 +254,14 @@ def main() -> None:
                         str(args.seconds)], cwd=ROOT, env=env, check=True)
         latencies: list[float] = []
         received: list[int] = []
+        out_of_order = 0
         for process in clients:
             for line in process.stdout:
                 if line.startswith("RESULT "):
                     result = json.loads(line[7:])
                     latencies += result["latencies"]
                     received += result["received"]
+                    out_of_order += result["out_of_order"]
             process.wait(60)
     finally:
         for process in clients:
@@ -198,7 +273,7 @@ def main() -> None:
     print(f"(web server log: {web_log.name})")
     lost = expected * args.clients - sum(received)
     print(f"deliveries: {sum(received):,} of {expected * args.clients:,} (lost {lost:,}); "
-          f"min per client {min(received):,}")
+          f"min per client {min(received):,}; out of order {out_of_order:,}")
     if latencies:
         p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
         print(f"latency ms: p50 {p50:.2f}  p90 {percentile(latencies, 0.90):.2f}  p99 {p99:.2f}  "

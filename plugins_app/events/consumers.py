@@ -23,6 +23,7 @@ from core.conf import chameleon_settings
 from plugins_app.events import services
 from plugins_app.events.envelope import InvalidTopic, validate_pattern
 from plugins_app.events.hub import Connection, Hub, encode_event
+from plugins_app.events.ws_frames import FrameWriter
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -80,36 +81,45 @@ class EventStreamConsumer(AsyncJsonWebsocketConsumer):
         self.connection = Connection(patterns, chameleon_settings.EVENT_WS_BUFFER)
         Hub.current().add(self.connection)
         backlog = await load_backlog(patterns, chameleon_settings.EVENT_BACKLOG)
-        sent_ids = set()
         for envelope in backlog:
-            sent_ids.add(envelope["id"])
+            self.connection.skip.add(envelope["id"])
             await self.send(text_data=encode_event(envelope, backlog=True))
         await self.send_json({"type": "backlog_end", "count": len(backlog)})
-        self.sender = asyncio.create_task(self._send_loop(sent_ids))
+        # Live from here: frames go straight to the socket where the server allows it.
+        self.connection.writer = FrameWriter.for_send(self._asgi_send())
+        self.sender = asyncio.create_task(self._send_loop())
 
-    async def _send_loop(self, skip: set[str]) -> None:
-        connection = self.connection
-        # The hot path: the ASGI send itself. Channels' session middleware wraps `send` to
-        # save sessions on `http.response.start`, but reads the lazy session on every
-        # message (~15 us a frame); websocket frames never save a session, so go around it.
+    def _asgi_send(self) -> Any:
+        # Channels' session middleware wraps `send` to save sessions on
+        # `http.response.start`, but reads the lazy session on every message (~15 us a
+        # frame); websocket frames never save a session, so go around it.
         wrapper = getattr(self.base_send, "__self__", None)
-        send = getattr(wrapper, "real_send", None) or self.base_send
+        return getattr(wrapper, "real_send", None) or self.base_send
+
+    async def _send_loop(self) -> None:
+        """Sends what the hub could not write itself: everything on the ASGI path, and on
+        the fast path what waited while the client's socket was full."""
+        connection = self.connection
+        writer = connection.writer
+        send = self._asgi_send()
         while True:
             await connection.wakeup.wait()
             connection.wakeup.clear()
             while connection.buffer or connection.unreported_drops:
-                if connection.unreported_drops:
-                    count, connection.unreported_drops = connection.unreported_drops, 0
-                    await self.send_json({"type": "dropped", "count": count, "total": connection.dropped})
+                if writer is not None:
+                    if not writer.is_open:
+                        return
+                    if writer.ready():
+                        connection.write_frames(writer)
+                    else:
+                        await writer.wait_writable()
                     continue
-                event_id, text = connection.buffer.popleft()
-                if skip:
-                    if event_id in skip:
-                        skip.discard(event_id)
-                        continue
-                    if len(skip) > 10_000:
-                        skip.clear()
-                await send({"type": "websocket.send", "text": text})
+                if connection.unreported_drops:
+                    await self.send_json(connection.drop_notice())
+                    continue
+                event_id, text, _frame = connection.buffer.popleft()
+                if not connection.skipped(event_id):
+                    await send({"type": "websocket.send", "text": text})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):

@@ -1,8 +1,9 @@
 """The web process's fan-out from the bus to websocket connections.
 
 One bus subscription per event loop (not one per connection) receives events in
-batches; each event is encoded to JSON once and offered to every connection whose topic
-patterns match. A connection's buffer is bounded: a slow client loses the oldest events
+batches; each event is encoded to JSON and to a websocket frame once and offered to every
+connection whose topic patterns match; at the end of the batch each connection gets what
+it was offered in one socket write (`ws_frames`). A connection's buffer is bounded: a slow client loses the oldest events
 it has not been sent yet (counted, and told to that client), never slowing the others.
 """
 
@@ -16,17 +17,26 @@ from typing import Any
 from plugins_app.events import metrics, subscribe, unsubscribe
 from plugins_app.events.envelope import Event
 from plugins_app.events.trie import TopicTrie
+from plugins_app.events.ws_frames import FrameWriter, text_frame
 
 
 class Connection:
-    """What the hub needs from a websocket consumer: its patterns and its bounded buffer."""
+    """What the hub needs from a websocket consumer: its patterns and its bounded buffer.
+
+    Entries are `(event id, message text, websocket frame)`. With a `writer` (the fast path,
+    see `ws_frames`) the hub writes what it offered at the end of each batch itself; without
+    one, or while the client's socket is full, the consumer's sender task is woken instead.
+    """
 
     def __init__(self, patterns: list[str], limit: int) -> None:
         self.limit = limit
-        self.buffer: deque[tuple[str, str]] = deque()
+        self.buffer: deque[tuple[str, str, bytes]] = deque()
         self.dropped = 0
         self.unreported_drops = 0
         self.wakeup = asyncio.Event()
+        self.writer: FrameWriter | None = None
+        #: Ids already sent with the backlog; the live copies are skipped once.
+        self.skip: set[str] = set()
         self.set_patterns(patterns)
 
     def set_patterns(self, patterns: list[str]) -> None:
@@ -44,14 +54,49 @@ class Connection:
             wanted = self._matches[topic] = bool(self._trie.match(topic))
         return wanted
 
-    def offer(self, event_id: str, text: str) -> None:
+    def offer(self, event_id: str, text: str, frame: bytes) -> None:
         if len(self.buffer) >= self.limit:
             self.buffer.popleft()
             self.dropped += 1
             self.unreported_drops += 1
             metrics.dropped.labels(queue="websocket").inc()
-        self.buffer.append((event_id, text))
-        self.wakeup.set()
+        self.buffer.append((event_id, text, frame))
+
+    def flush(self) -> None:
+        """After a batch was offered: write it now on the fast path, else wake the sender."""
+        writer = self.writer
+        if writer is not None and writer.ready():
+            self.write_frames(writer)
+        else:
+            self.wakeup.set()
+
+    def write_frames(self, writer: FrameWriter) -> None:
+        """Everything waiting (a drop notice first), in one write."""
+        frames = []
+        if self.unreported_drops:
+            frames.append(text_frame(json.dumps(self.drop_notice(), separators=(",", ":"))))
+        buffer = self.buffer
+        while buffer:
+            event_id, _text, frame = buffer.popleft()
+            if not self.skipped(event_id):
+                frames.append(frame)
+        if frames:
+            writer.write(frames)
+
+    def skipped(self, event_id: str) -> bool:
+        skip = self.skip
+        if skip:
+            if event_id in skip:
+                skip.discard(event_id)
+                return True
+            if len(skip) > 10_000:
+                skip.clear()
+        return False
+
+    def drop_notice(self) -> dict[str, Any]:
+        """`{"type": "dropped", ...}` for the events lost since the last notice."""
+        count, self.unreported_drops = self.unreported_drops, 0
+        return {"type": "dropped", "count": count, "total": self.dropped}
 
 
 class Hub:
@@ -85,13 +130,18 @@ class Hub:
             self._hubs.pop(asyncio.get_running_loop(), None)
 
     async def _deliver(self, events: list[Event]) -> None:
+        touched: dict[Connection, None] = {}
         for event in events:
-            text = None
+            text = frame = None
             for connection in self.connections:
                 if connection.wants(event.topic):
                     if text is None:
                         text = encode_event(event.as_dict())
-                    connection.offer(event.id, text)
+                        frame = text_frame(text)
+                    connection.offer(event.id, text, frame)
+                    touched[connection] = None
+        for connection in touched:
+            connection.flush()
 
 
 def encode_event(envelope: dict[str, Any], *, backlog: bool = False) -> str:

@@ -6,6 +6,7 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -85,4 +86,20 @@ def test_a_client_that_stops_reading_never_stalls_the_others(ws_buffer, shared_s
     assert received == list(range(EVENTS))  # all of them, in order, despite the stalled one
     wait_for(lambda: dropped_for_websockets(live_web.url, token) > 0, 20,
              "the stalled client's drops to be counted on /metrics")
+    # Once the stalled client reads again, it is told how many events it lost.
+    assert read_until(stalled, b'{"type":"dropped","count":', deadline=30)
     stalled.close()
+
+
+def read_until(sock: socket.socket, marker: bytes, deadline: float) -> bool:
+    sock.settimeout(deadline)
+    tail = b""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return False
+        if marker in tail + chunk:
+            return True
+        tail = chunk[-len(marker):]
+    return False

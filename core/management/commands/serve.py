@@ -32,7 +32,10 @@ class Command(BaseCommand):
             proxy_headers=True,
             timeout_graceful_shutdown=5,
             # Browsers ask for compressed frames; deflating each event frame costs ~50 µs
-            # of the one process that fans events out to every dashboard.
+            # of the one process that fans events out to every dashboard. Uncompressed
+            # frames of this implementation are what the event hub writes to sockets
+            # directly (plugins_app/events/ws_frames.py).
+            ws="websockets-sansio",
             ws_per_message_deflate=False,
         )
 
