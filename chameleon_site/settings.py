@@ -217,6 +217,10 @@ CHAMELEON = {
     "EVENT_POLL_INTERVAL": env.float("CHAMELEON_EVENT_POLL_INTERVAL", 0.1, minimum=0.01),
     "EVENT_WS_BUFFER": env.int("CHAMELEON_EVENT_WS_BUFFER", 1000, minimum=1),
     "EVENT_BACKLOG": env.int("CHAMELEON_EVENT_BACKLOG", 100, minimum=0, maximum=1000),
+    # Outbox sweeper: undispatched events older than the grace period are re-sent by any
+    # node (the publisher may have died); each node looks every sweep interval.
+    "EVENT_OUTBOX_GRACE": env.float("CHAMELEON_EVENT_OUTBOX_GRACE", 30.0, minimum=0.0),
+    "EVENT_OUTBOX_SWEEP_INTERVAL": env.float("CHAMELEON_EVENT_OUTBOX_SWEEP_INTERVAL", 20.0, minimum=0.05),
     # Plugin runtime: extra plugin modules (built-ins always load), config seeds, intervals.
     "PLUGIN_MODULES": env.list("CHAMELEON_PLUGIN_MODULES"),
     "PLUGIN_CONFIG_DIR": env.str("CHAMELEON_PLUGIN_CONFIG_DIR", str(BASE_DIR / "config" / "plugins")),

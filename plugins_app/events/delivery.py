@@ -110,7 +110,7 @@ def outbound():
     if _outbound is None or _outbound.pid_changed():
         with _lock:
             if _outbound is None or _outbound.pid_changed():
-                from plugins_app.events.transports import Outbound
+                from plugins_app.events.transports.outbound import Outbound
 
                 _outbound = Outbound(_make_transport())
     return _outbound
@@ -125,14 +125,21 @@ def start_inbound() -> Any:
     global _inbound
     with _lock:
         if _inbound is None or _inbound.pid_changed():
-            from plugins_app.events.transports import Inbound
+            from plugins_app.events.transports.inbound import Inbound
 
             _inbound = Inbound(_make_transport(), get_bus())
             _inbound.start()
             _start_retention()
         for group in get_bus().groups():
             _inbound.ensure_group(group)
-    return _inbound
+        receiver = _inbound
+    # A receiving node sweeps the outbox too (orphaned events of dead publishers), whether
+    # or not it publishes anything itself.
+    try:
+        outbound().start()
+    except Exception:  # noqa: BLE001 - receiving must not depend on it
+        logger.warning("Could not start the event sender (outbox sweeper)", exc_info=True)
+    return receiver
 
 
 RETENTION_INTERVAL_SECONDS = 3600.0

@@ -15,3 +15,9 @@ subscriptions = gauge("event_bus_subscriptions", "Active subscriptions on this n
 remote_received = counter("event_bus_events_received", "Events received from other nodes.", ["transport"])
 transport_errors = counter("event_bus_transport_errors", "Failed sends to or reads from the transport.", ["transport"])
 outbox_pending = gauge("event_bus_outbox_pending", "Events stored but not yet sent to the transport.")
+outbox_resent = counter(
+    "event_bus_outbox_resent", "Orphaned outbox events (their publisher gone) re-sent by a sweeper.", ["transport"]
+)
+duplicates = counter(
+    "event_bus_events_duplicate", "Events received again (an id seen recently) and dropped.", ["transport"]
+)

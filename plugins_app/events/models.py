@@ -10,7 +10,9 @@ class Event(models.Model):
 
     `dispatched` is False while the event waits in the outbox for the transport (Redis or
     Kafka) to come back; on the embedded database transport the row itself is the message.
-    `origin` names the publishing process, so its own receivers skip it.
+    `origin` names the publishing process, so its own receivers skip it. A process about to
+    (re-)send an outbox row claims it first (`claimed_by` until `claimed_until`, see
+    `services.claim_events`), so one sender sends it; a claim whose holder died expires.
     """
 
     event_id = models.CharField(max_length=64, unique=True)
@@ -21,11 +23,14 @@ class Event(models.Model):
     node = models.CharField(max_length=200, blank=True)
     origin = models.CharField(max_length=32, blank=True)
     dispatched = models.BooleanField(default=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-timestamp", "-id"]
         indexes = [
-            models.Index(fields=["dispatched", "origin"], name="events_outbox_idx",
+            # Only the outbox (a handful of rows), oldest first: what a sweeper reads.
+            models.Index(fields=["timestamp", "id"], name="events_outbox_age_idx",
                          condition=models.Q(dispatched=False)),
         ]
 

@@ -1,4 +1,4 @@
-"""Event bus services: storing, listing, publishing on behalf of users, retention."""
+"""Event bus services: storing, outbox claims, listing, publishing on behalf of users, retention."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet, Value
+from django.db import transaction
+from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.utils import timezone
@@ -38,9 +39,72 @@ def store_events(events: Iterable[Event], *, origin: str = "", dispatched: bool 
     return len(rows)
 
 
-def mark_dispatched(event_ids: list[str], *, dispatched: bool = True) -> int:
-    return EventRow.objects.filter(event_id__in=event_ids).exclude(dispatched=dispatched).update(
-        dispatched=dispatched
+#: How long a claim on outbox rows holds; rows whose sender died are claimable again after.
+CLAIM_LEASE_SECONDS = 60.0
+
+
+def claim_events(event_ids: list[str], *, owner: str, lease: float = CLAIM_LEASE_SECONDS) -> set[str]:
+    """Claim the outbox rows of `event_ids` for `owner`; return the ids it must not send.
+
+    Those are rows sent already (`dispatched`) or held by another sender's unexpired claim
+    (a sweeper on another node). Ids without a row are not returned: nobody else can send
+    them. Waits for a sweeper's claim transaction rather than skipping its rows, so a row
+    being claimed is never mistaken for one not stored.
+    """
+    now = timezone.now()
+    taken: set[str] = set()
+    with transaction.atomic():
+        rows = EventRow.objects.select_for_update().filter(event_id__in=event_ids).order_by("pk").values_list(
+            "pk", "event_id", "dispatched", "claimed_until", "claimed_by"
+        )
+        mine = []
+        for pk, event_id, dispatched, claimed_until, claimed_by in rows:
+            if dispatched or (claimed_until is not None and claimed_until > now and claimed_by != owner):
+                taken.add(event_id)
+            else:
+                mine.append(pk)
+        if mine:
+            EventRow.objects.filter(pk__in=mine).update(
+                claimed_until=now + timedelta(seconds=lease), claimed_by=owner
+            )
+    return taken
+
+
+def claim_orphaned_events(
+    *, owner: str, older_than: float, limit: int = 500, lease: float = CLAIM_LEASE_SECONDS
+) -> list[EventRow]:
+    """Claim up to `limit` outbox rows older than `older_than` seconds, oldest first.
+
+    Rows claimed by another sender are left alone until the claim expires. On PostgreSQL
+    (and MySQL) rows another sweeper is claiming right now are skipped (`skip_locked`); on
+    SQLite the transaction is IMMEDIATE (settings.DATABASES), so claims run one at a time.
+    """
+    now = timezone.now()
+    orphans = EventRow.objects.filter(
+        dispatched=False, timestamp__lt=now - timedelta(seconds=older_than)
+    ).filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+    if not orphans.exists():
+        return []  # the usual answer, from a read that takes no lock
+    with transaction.atomic():
+        rows = list(orphans.select_for_update(skip_locked=True).order_by("timestamp", "id")[:limit])
+        if rows:
+            EventRow.objects.filter(pk__in=[row.pk for row in rows]).update(
+                claimed_until=now + timedelta(seconds=lease), claimed_by=owner
+            )
+    return rows
+
+
+def mark_events_sent(event_ids: list[str]) -> int:
+    """The transport took these events: out of the outbox, claims cleared."""
+    return EventRow.objects.filter(event_id__in=event_ids, dispatched=False).update(
+        dispatched=True, claimed_until=None, claimed_by=""
+    )
+
+
+def release_claims(event_ids: list[str], *, owner: str) -> int:
+    """Give back `owner`'s claims on rows it could not send, so another sender may try."""
+    return EventRow.objects.filter(event_id__in=event_ids, claimed_by=owner, dispatched=False).update(
+        claimed_until=None, claimed_by=""
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from plugins_app.events import delivery, get_bus
 from plugins_app.events.bus import EventBus
-from plugins_app.events.transports import Inbound
+from plugins_app.events.transports.inbound import Inbound
 from tests.fixtures.services import free_port, port_open, service_missing, wait_for
 
 

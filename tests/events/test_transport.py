@@ -105,7 +105,8 @@ def test_outbox_delivers_events_published_while_redis_was_down(private_redis, ev
 def test_kafka_transport_against_librdkafka_mock_cluster(kafka_mock_brokers, settings, event_transport):
     from plugins_app.events.bus import EventBus
     from plugins_app.events.envelope import Event
-    from plugins_app.events.transports import Inbound, encode
+    from plugins_app.events.transports import encode
+    from plugins_app.events.transports.inbound import Inbound
     from plugins_app.events.transports.kafka import KafkaTransport
 
     transport = KafkaTransport(kafka_mock_brokers, "chameleon-test:kafka")

@@ -68,6 +68,12 @@ class KafkaTransport:
         if remaining or errors:
             raise KafkaException(errors[0] if errors else f"{remaining} messages not delivered")
 
+    def ping(self) -> None:
+        """Raise while no broker answers (a recovering sender asks before claiming)."""
+        if self._producer is None:
+            raise KafkaException("the Kafka transport is closed")
+        self._producer.list_topics(topic=self.topic, timeout=5)
+
     def _consume(self, group_id: str, stop: threading.Event, on_message: Callable[[Any], None],
                  ready: threading.Event) -> None:
         consumer = Consumer({

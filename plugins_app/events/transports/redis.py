@@ -36,6 +36,10 @@ class RedisTransport:
             pipe.xadd(self.stream, {"e": message}, maxlen=STREAM_MAXLEN, approximate=True)
         pipe.execute()
 
+    def ping(self) -> None:
+        """Raise while Redis does not answer (a recovering sender asks before claiming)."""
+        self._client.ping()
+
     def _receiving_client(self) -> redis.Redis:
         client = self._connect()
         self._clients.append(client)
@@ -85,11 +89,15 @@ class RedisTransport:
                 answer = client.xreadgroup(group, consumer, {self.stream: ">"}, count=500, block=1000)
                 delay = 0.1
                 for _stream, entries in answer or ():
-                    for entry_id, fields in entries:
-                        try:
+                    handed = []
+                    try:
+                        for entry_id, fields in entries:
+                            handed.append(entry_id)
                             on_message(fields[b"e"])
-                        finally:
-                            client.xack(self.stream, group, entry_id)
+                    finally:
+                        # One acknowledgement per read, not per entry (a round trip each).
+                        if handed:
+                            client.xack(self.stream, group, *handed)
             except redis.ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
