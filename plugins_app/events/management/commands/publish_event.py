@@ -1,4 +1,4 @@
-"""`manage.py publish_event <topic> [--data JSON] [--user NAME]`: publish a cluster event (audited)."""
+"""`manage.py publish_event <topic> [--data JSON] [--user NAME] [--wait SECONDS]`: publish a cluster event (audited)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("topic", help="Dot-separated topic, e.g. test.demo")
         parser.add_argument("--data", default="{}", help="A JSON object (default {}).")
         parser.add_argument("--user", help="Username recorded as the publisher (default: none, 'system').")
+        parser.add_argument("--wait", type=float, default=10.0,
+                            help="Seconds to wait for the transport to take the event (default 10).")
 
-    def handle(self, *args, topic: str, data: str, user: str | None, **options) -> None:
+    def handle(self, *args, topic: str, data: str, user: str | None, wait: float, **options) -> None:
         try:
             payload = json.loads(data)
         except json.JSONDecodeError as exc:
@@ -35,5 +37,7 @@ class Command(BaseCommand):
             event = publish_event_as(topic=topic, data=payload, user=account, source_kind=AuditEntry.Source.CLI)
         except InvalidEvent as exc:
             raise CommandError(str(exc)) from None
-        flush(10)
+        if not flush(max(0.0, wait)):
+            self.stderr.write(f"The event transport did not take the event within {wait:g} s; it is stored in the "
+                              "outbox and any node sends it once the transport is back.")
         self.stdout.write(json.dumps(event.as_dict()))
