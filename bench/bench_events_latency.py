@@ -8,7 +8,7 @@ worker node and publishes at a fixed rate. Each event carries its publish time; 
 record arrival minus publish time (one machine, one clock).
 
 Run: REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/bench_events_latency.py
-     [--rate 1000] [--clients 100] [--seconds 10] [--client-procs 4]
+     [--rate 1000] [--clients 100] [--seconds 10] [--client-procs 1] [--web-workers 1]
 """
 
 from __future__ import annotations
@@ -184,7 +184,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument("--web-workers", type=int, default=1,
+                        help="web processes (serve --workers); each receives every event from Redis")
     parser.add_argument("--role", default="main")
     parser.add_argument("--port", type=int)
     parser.add_argument("--token")
@@ -225,7 +227,7 @@ def main() -> None:
 
     port = free_port()
     web_log = open(Path(data_dir) / "web.log", "w")
-    web = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=env,
+    web = subprocess.Popen([*manage, "serve", "--port", str(port), "--workers", str(args.web_workers)], cwd=ROOT, env=env,
                            stdout=web_log, stderr=subprocess.STDOUT)
     clients: list[subprocess.Popen] = []
     try:
@@ -248,7 +250,8 @@ def main() -> None:
             ))
         for process in clients:
             assert process.stdout.readline().strip() == "READY"
-        print(f"{args.clients} websocket clients connected; publishing {expected:,} events at {args.rate}/s "
+        print(f"{args.clients} websocket clients ({args.client_procs} processes, {args.web_workers} web processes) "
+              f"connected; publishing {expected:,} events at {args.rate}/s "
               f"from a worker process through Redis ...", flush=True)
         subprocess.run([PYTHON, __file__, "--role", "publisher", "--rate", str(args.rate), "--seconds",
                         str(args.seconds)], cwd=ROOT, env=env, check=True)

@@ -127,6 +127,15 @@ class Env:
             value = value.replace(separator, separators[0])
         return [item.strip() for item in value.split(separators[0]) if item.strip()]
 
+    def labels(self, name: str) -> dict[str, str]:
+        """`key=value` pairs separated by commas (`zone=a,canary=true`); {} when unset."""
+        from core.labels import parse_labels
+
+        try:
+            return parse_labels(self.str(name))
+        except ValueError as exc:
+            raise ConfigError(name, f"expected key=value labels separated by commas: {exc}") from None
+
     def host_ports(self, name: str) -> list[str]:
         """A comma-separated list of `host:port` (an `http://` or `https://` prefix is allowed)."""
         endpoints = []

@@ -7,6 +7,8 @@ broker and an in-memory channel layer. `DATABASE_URL`, `REDIS_URL`, `KAFKA_BROKE
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import secrets
 from pathlib import Path
 
@@ -55,6 +57,9 @@ X_FRAME_OPTIONS = "DENY"
 
 SERVICE_NAME = env.str("SERVICE_NAME", "chameleon")
 HTTP_PORT = env.int("HTTP_PORT", 8080, minimum=1, maximum=65535)
+# Web server processes (`manage.py serve`): a process runs Python on one core at a time
+# (the GIL), so one per core, up to 4, by default. Each is a web node of its own.
+WEB_WORKERS = env.int("WEB_WORKERS", min(os.cpu_count() or 1, 4), minimum=1, maximum=64)
 LOG_LEVEL = env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "warn", "error", "critical"))
 LOG_FORMAT = env.choice("LOG_FORMAT", "console", ("console", "json"))
 REDIS_URL = env.redis_url()
@@ -117,11 +122,12 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
-# django-prometheus wraps each backend so query counts and latencies reach /metrics.
+# django-prometheus wraps each backend so query counts and latencies reach /metrics; the
+# core.db ones also keep connections between requests in web processes (core/db/).
 _PROMETHEUS_ENGINES = {
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.postgresql": "core.db.backends.postgresql",
     "django.db.backends.mysql": "django_prometheus.db.backends.mysql",
-    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.sqlite3": "core.db.backends.sqlite3",
 }
 DATABASE_URL = env.str("DATABASE_URL")
 if DATABASE_URL:
@@ -137,6 +143,11 @@ else:
         "ENGINE": _PROMETHEUS_ENGINES["django.db.backends.sqlite3"],
         "NAME": DATA_DIR / "chameleon.sqlite3",
     }
+if _database["ENGINE"].endswith("postgresql") and importlib.util.find_spec("psycopg_pool"):
+    # Django's pool (psycopg_pool), used by web processes only (core/db/backends/postgresql).
+    # A request holds a connection from its first query to its end; more concurrent
+    # requests than max_size wait up to `timeout` seconds for one.
+    _database.setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 10, "timeout": 30}
 if _database["ENGINE"].endswith("sqlite3"):
     # WAL lets the web, worker and beat processes read while one writes; IMMEDIATE
     # transactions take the write lock up front instead of failing to upgrade it.
@@ -160,7 +171,15 @@ if REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Files, not process memory: web processes, workers and the CLI share what is cached
+    # (the permission sets of core/backends.py are invalidated from any of them).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
+    }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     BROKER_DIR = DATA_DIR / "broker"
     for _folder in ("queue", "control", "processed"):
@@ -198,6 +217,8 @@ CHAMELEON = {
     "ETCD_ENDPOINTS": ETCD_ENDPOINTS,
     "PLUGIN_DIRS": env.list("CHAMELEON_PLUGIN_DIRS", separators=",:"),
     "NODE_NAME": env.str("CHAMELEON_NODE_NAME"),
+    # This process's node labels (`zone=a,canary=true`): a plugin canary picks nodes by them.
+    "NODE_LABELS": env.labels("CHAMELEON_NODE_LABELS"),
     "HEARTBEAT_INTERVAL": env.float("CHAMELEON_HEARTBEAT_INTERVAL", 5.0, minimum=0.1),
     "METRICS_PUBLIC": env.bool("CHAMELEON_METRICS_PUBLIC", False),
     # Scheduler: beat's longest sleep between due checks, the active-beat lease, retention.
@@ -236,6 +257,8 @@ CHAMELEON = {
 }
 
 # --- Auth, API ------------------------------------------------------------------------
+# Model permissions as Django computes them, cached between requests (core/backends.py).
+AUTHENTICATION_BACKENDS = ["core.backends.CachedModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -253,7 +276,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "core.api.filter_backends.FilterBackend",  # django-filter's, forms built once
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],

@@ -34,11 +34,17 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Node)
 class NodeAdmin(ReadOnlyAdmin):
-    list_display = ("name", "kind", "status_badge", "hostname", "pid", "version", "started_at", "last_heartbeat")
+    list_display = ("name", "kind", "status_badge", "label_list", "hostname", "pid", "version", "started_at",
+                    "last_heartbeat")
     list_filter = ("kind",)
     search_fields = ("name", "hostname")
     exclude = ("metrics",)
-    readonly_fields = ("name", "kind", "hostname", "pid", "version", "started_at", "last_heartbeat", "stopped_at", "info")
+    readonly_fields = ("name", "kind", "hostname", "pid", "version", "labels", "started_at", "last_heartbeat",
+                       "stopped_at", "info")
+
+    @admin.display(description="Labels")
+    def label_list(self, obj: Node) -> str:
+        return ", ".join(f"{key}={value}" for key, value in sorted((obj.labels or {}).items())) or "-"
 
     @admin.display(description="Status")
     def status_badge(self, obj: Node) -> str:

@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "ETCD_ENDPOINTS": [],
     "PLUGIN_DIRS": [],
     "NODE_NAME": "",
+    "NODE_LABELS": {},
     "HEARTBEAT_INTERVAL": 5.0,
     "METRICS_PUBLIC": False,
     "SCHEDULER_TICK": 0.25,

@@ -4,7 +4,8 @@ Chameleon's own families live in `REGISTRY` (not prometheus_client's default one
 django-prometheus fills for the web process). Each node's heartbeat stores a snapshot of
 them (`local_snapshot`); `ClusterCollector` merges the snapshots of all live nodes, each
 sample labelled with its `node`, so figures recorded in worker processes appear on the
-web node's /metrics. Define metrics with `counter()`, `gauge()` and `histogram()`.
+web node's /metrics. Define metrics with `counter()`, `gauge()` and `histogram()`;
+collectors that compute their figures when collected go in `LIVE_REGISTRY`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 from prometheus_client.core import Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: Collectors that compute their figures in this process when collected (the `metrics`
+#: plugin's per-plugin runtime figures). They hold no prometheus_client values, so a
+#: worker's multiprocess files never see them: they are reported as they are, in every mode.
+LIVE_REGISTRY = CollectorRegistry(auto_describe=False)
 
 
 def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter:
@@ -45,8 +50,16 @@ def _families() -> Iterable[Metric]:
     return [family for family in collected.collect() if family.name in own]
 
 
-def local_snapshot() -> list[dict[str, Any]]:
+def local_families() -> list[Metric]:
     """This process's (or, in a worker, all its processes') Chameleon metric families."""
+    # Live collectors first: they may tidy REGISTRY (the metrics plugin drops the families
+    # of a plugin that stopped), which then shows at once.
+    live = list(LIVE_REGISTRY.collect())
+    return [*_families(), *live]
+
+
+def local_snapshot() -> list[dict[str, Any]]:
+    """`local_families()` as JSON, as a node's heartbeat stores it."""
     return [
         {
             "name": family.name,
@@ -54,7 +67,7 @@ def local_snapshot() -> list[dict[str, Any]]:
             "documentation": family.documentation,
             "samples": [[sample.name, sample.labels, sample.value] for sample in family.samples],
         }
-        for family in _families()
+        for family in local_families()
     ]
 
 

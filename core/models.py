@@ -88,6 +88,8 @@ class Node(models.Model):
     last_heartbeat = models.DateTimeField(default=timezone.now, db_index=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     metrics = models.JSONField(default=list, blank=True, help_text="The node's latest metric families.")
+    labels = models.JSONField(default=dict, blank=True,
+                              help_text="CHAMELEON_NODE_LABELS of the process (e.g. zone=a, canary=true).")
     info = models.JSONField(default=dict, blank=True)
 
     objects = NodeQuerySet.as_manager()

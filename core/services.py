@@ -104,9 +104,14 @@ def ensure_admin_user(password: str | None = None, username: str = "admin") -> t
     return username, password
 
 
-def record_heartbeat(name: str, kind: str, *, metrics: list[dict[str, Any]] | None = None) -> Node:
-    """Create or refresh this node's row; the first heartbeat is the node joining."""
+def record_heartbeat(name: str, kind: str, *, metrics: list[dict[str, Any]] | None = None,
+                     labels: dict[str, str] | None = None) -> Node:
+    """Create or refresh this node's row; the first heartbeat is the node joining.
+
+    `labels` default to this process's `CHAMELEON_NODE_LABELS`.
+    """
     now = timezone.now()
+    labels = dict(chameleon_settings.NODE_LABELS if labels is None else labels)
     node, _created = Node.objects.update_or_create(
         name=name,
         defaults={
@@ -117,6 +122,7 @@ def record_heartbeat(name: str, kind: str, *, metrics: list[dict[str, Any]] | No
             "last_heartbeat": now,
             "stopped_at": None,
             "metrics": metrics or [],
+            "labels": labels,
         },
         create_defaults={
             "kind": kind,
@@ -126,6 +132,7 @@ def record_heartbeat(name: str, kind: str, *, metrics: list[dict[str, Any]] | No
             "started_at": now,
             "last_heartbeat": now,
             "metrics": metrics or [],
+            "labels": labels,
         },
     )
     return node

@@ -1,4 +1,4 @@
-"""Admin console for plugins: state badges per node, actions, config editor with versions, diff and rollback."""
+"""Admin console for plugins: state badges per node, actions, canary rollouts, config editor with versions, diff and rollback."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.models import AuditEntry
-from plugins_app import config_center, services
+from plugins_app import config_center, rollouts, services
 from plugins_app.errors import ConfigInvalid, PluginError
 from plugins_app.models import (
     ConfigDocument,
@@ -23,6 +23,7 @@ from plugins_app.models import (
     Plugin,
     PluginCommand,
     PluginInstance,
+    PluginRollout,
     PluginStateChange,
 )
 
@@ -72,6 +73,57 @@ class CommandInline(ReadOnlyInline):
             for node, row in services.command_outcome(obj).items()))
 
 
+def _rollout_badges(obj: PluginRollout) -> str:
+    return format_html_join(" ", '<span class="badge badge-{}" title="{}">{}: {} {}</span>', (
+        (row["outcome"], row["message"], node, row["outcome"], row["version"])
+        for node, row in rollouts.rollout_outcome(obj).items())) or "-"
+
+
+class RolloutInline(ReadOnlyInline):
+    model = PluginRollout
+    fields = ("created_at", "status", "from_version", "to_version", "selector", "nodes", "requested_by_name",
+              "finished_by_name", "outcome_per_node")
+    readonly_fields = fields
+    verbose_name_plural = "canary rollouts"
+
+    @admin.display(description="Per node")
+    def outcome_per_node(self, obj: PluginRollout) -> str:
+        return _rollout_badges(obj)
+
+
+def _rollout_action(verb: str):
+    operation = {"promote": rollouts.promote_rollout, "rollback": rollouts.rollback_rollout}[verb]
+
+    def run(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> None:
+        names = sorted({obj.plugin.name if isinstance(obj, PluginRollout) else obj.name for obj in queryset})
+        for name in names:
+            try:
+                rollout = operation(name, user=request.user, source=AuditEntry.Source.ADMIN)
+                modeladmin.message_user(request, f"{verb} {name}: rollout #{rollout.pk} is {rollout.status}, sent to "
+                                                 f"{len(rollout.commands.order_by('-id').first().target_nodes)} "
+                                                 "node(s).")
+            except PluginError as exc:
+                modeladmin.message_user(request, str(exc), messages.ERROR)
+
+    run.__name__ = f"{verb}_canary"
+    label = {"promote": "Promote the canary (every node loads the new code)",
+             "rollback": "Roll back the canary (every node returns to the old code)"}[verb]
+    return admin.action(description=label, permissions=["operate"])(run)
+
+
+class CanaryForm(forms.Form):
+    selector = forms.CharField(max_length=500, required=False, help_text="Node labels, e.g. canary=true,zone!=b")
+    nodes = forms.CharField(max_length=2000, required=False, help_text="Node names or kinds (web, worker), "
+                                                                        "separated by spaces or commas.")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["nodes"] = [n for n in (data.get("nodes") or "").replace(",", " ").split() if n]
+        if not data.get("selector") and not data["nodes"]:
+            raise forms.ValidationError("Give a label selector and/or nodes.")
+        return data
+
+
 def _command_action(verb: str, cascade: bool = False):
     def run(modeladmin: PluginAdmin, request: HttpRequest, queryset) -> None:
         for plugin in queryset:
@@ -94,10 +146,10 @@ class PluginAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "kind")
     search_fields = ("name", "description")
     readonly_fields = ("name", "version", "description", "kind", "enabled", "dependencies", "conflicts",
-                       "permissions", "config_schema", "source", "config_version", "config_link", "created_at",
-                       "updated_at")
+                       "permissions", "config_schema", "source", "config_version", "config_link", "pinned_code",
+                       "canary_link", "created_at", "updated_at")
     fields = readonly_fields
-    inlines = (PluginInstanceInline, CommandInline, StateChangeInline)
+    inlines = (PluginInstanceInline, RolloutInline, CommandInline, StateChangeInline)
 
     def get_fields(self, request: HttpRequest, obj: Any = None):
         return [*self.readonly_fields, "recent_logs"]
@@ -113,7 +165,47 @@ class PluginAdmin(admin.ModelAdmin):
             return "-"
         return format_html("<pre>{}</pre>", format_html_join("\n", "{} {} {:>7} {}", rows))
     actions = [_command_action("start"), _command_action("stop"), _command_action("stop", cascade=True),
-               _command_action("restart"), _command_action("reload")]
+               _command_action("restart"), _command_action("reload"), _rollout_action("promote"),
+               _rollout_action("rollback")]
+
+    def get_urls(self):
+        return [path("<int:pk>/canary/", self.admin_site.admin_view(self.canary_view), name="plugins_app_plugin_canary"),
+                *super().get_urls()]
+
+    @admin.display(description="Canary")
+    def canary_link(self, obj: Plugin) -> str:
+        active = rollouts.active_rollout(obj)
+        if active is not None:
+            url = reverse("admin:plugins_app_pluginrollout_change", args=[active.pk])
+            return format_html('<a href="{}">rollout #{} is {}</a> (promote or roll back from the actions)', url,
+                               active.pk, active.status)
+        return format_html('<a href="{}">Canary the code on disk to some nodes…</a>',
+                           reverse("admin:plugins_app_plugin_canary", args=[obj.pk]))
+
+    def canary_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        plugin = get_object_or_404(Plugin, pk=pk)
+        if not self.has_operate_permission(request):
+            from core.services import record_audit
+
+            record_audit(action="plugin.canary", target_type="plugin", target=plugin.name, user=request.user,
+                         outcome=AuditEntry.Outcome.DENIED, source=AuditEntry.Source.ADMIN)
+            raise PermissionDenied
+        form = CanaryForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                rollout = rollouts.start_canary(plugin.name, selector=form.cleaned_data["selector"],
+                                                nodes=form.cleaned_data["nodes"], user=request.user,
+                                                source=AuditEntry.Source.ADMIN)
+            except PluginError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"Canary of {plugin.name}: rollout #{rollout.pk} sent to "
+                                           f"{', '.join(rollout.canary_nodes)}.")
+                return HttpResponseRedirect(reverse("admin:plugins_app_pluginrollout_change", args=[rollout.pk]))
+        return TemplateResponse(request, "admin/plugins_app/plugin/canary.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "plugin": plugin, "form": form,
+            "title": f"Canary {plugin.name}",
+        })
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).prefetch_related("instances")
@@ -293,3 +385,36 @@ class PluginCommandAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(PluginRollout)
+class PluginRolloutAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "plugin", "status", "from_version", "to_version", "selector", "requested_by_name",
+                    "outcome_per_node")
+    list_filter = ("status",)
+    search_fields = ("plugin__name", "requested_by_name", "selector")
+    readonly_fields = ("plugin", "status", "from_version", "from_digest", "to_version", "to_digest", "selector",
+                       "nodes", "canary_nodes", "message", "requested_by_name", "finished_by_name", "source",
+                       "created_at", "finished_at", "outcome_per_node")
+    exclude = ("requested_by",)
+    actions = [_rollout_action("promote"), _rollout_action("rollback")]
+
+    @admin.display(description="Per node")
+    def outcome_per_node(self, obj: PluginRollout) -> str:
+        return _rollout_badges(obj)
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("plugin").prefetch_related("node_results",
+                                                                                       "commands__results")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a canary starts from its plugin's page (or the API / CLI)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("plugins_app.operate_plugin")

@@ -15,7 +15,8 @@ class PluginsAppConfig(AppConfig):
         from plugins_app.events.registry import register_event_type
 
         for topic, description in (
-            ("plugin.command", "An operator asked the nodes to start/stop/restart/reload a plugin."),
+            ("plugin.command", "An operator asked the nodes to start/stop/restart/reload a plugin, or to canary, "
+                               "promote or roll back its new code."),
             ("user.login", "A user signed in."),
             ("user.welcome", "The hello plugin welcomed a user who signed in."),
             ("notification.sent", "The notification plugin sent a notification."),

@@ -95,3 +95,15 @@ class ConfigInvalid(PluginError):
         self.fields = fields
         first = next(iter(fields.items()))
         super().__init__(plugin, f"Config of {plugin!r} is invalid: {first[0]}: {first[1][0]}")
+
+
+class RolloutInvalid(PluginError):
+    """A canary asked for wrongly (no selector, no node matches, no new code): the request is at fault."""
+
+    code = "rollout_invalid"
+
+
+class RolloutConflict(LifecycleError):
+    """A rollout operation that the rollout's state does not allow (none active, one already active, failed)."""
+
+    code = "rollout_conflict"

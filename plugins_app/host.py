@@ -29,6 +29,7 @@ from plugins_app.registry import (
     check_dependencies,
     dependents_of,
     reimport,
+    source_digest,
     topological,
 )
 from plugins_app.store import DatabaseStore, NullStore
@@ -36,6 +37,8 @@ from plugins_app.store import DatabaseStore, NullStore
 logger = logging.getLogger("chameleon.plugins")
 
 S = PluginState
+#: How many versions of a plugin's code a host keeps in memory (the running one included).
+RETAINED_VERSIONS = 5
 TRANSITIONS: dict[str, set[str]] = {
     S.REGISTERED: {S.INITIALIZED, S.FAILED},
     S.INITIALIZED: {S.RUNNING, S.STOPPED, S.FAILED},
@@ -65,6 +68,11 @@ class PluginEntry:
         self.config: dict[str, Any] = {}
         self.config_version = 0
         self.loaded_versions: list[dict[str, Any]] = []
+        #: Fingerprint of the running code (registry.source_digest), '' when it has no source.
+        self.digest = source_digest(source)
+        #: Code this host has loaded, by digest (oldest first): a rollback starts one again
+        #: without reading the files on disk, which may hold newer code by then.
+        self.retained: dict[str, type[Plugin]] = {self.digest: cls} if self.digest else {}
         self.health: HealthStatus | None = None
         self.started_at: float | None = None
         self.breaker = CircuitBreaker(cls.max_failures, cls.reset_interval, cls.half_open_probes,
@@ -125,7 +133,8 @@ class PluginManager(CallsMixin):
             self._problems = None
         self.store.ensure_plugin(cls, source)
         self.store.transition(self.node, cls.name, S.REGISTERED, S.REGISTERED, version=cls.version,
-                              reason="registered", error="", traceback="", restart_count=0)
+                              reason="registered", error="", traceback="", restart_count=0,
+                              code_digest=entry.digest)
         self._publish("plugin.registered", entry)
         metrics.plugin_count.set(len(self.entries))
         metrics.plugin_status.labels(name=cls.name, status=S.REGISTERED).set(1)
@@ -171,7 +180,7 @@ class PluginManager(CallsMixin):
             self.node, entry.name, from_state, to_state, version=entry.cls.version, reason=reason,
             error=entry.error, traceback=entry.traceback, restart_count=entry.restart_count,
             config_version=entry.config_version, loaded_versions=entry.loaded_versions,
-            circuit_state=entry.breaker.state,
+            circuit_state=entry.breaker.state, code_digest=entry.digest,
         )
         logger.info("Plugin %s on %s: %s -> %s %s", entry.name, self.node, from_state, to_state, reason,
                     extra={"plugin": entry.name})
@@ -411,20 +420,34 @@ class PluginManager(CallsMixin):
 
     # -- hot reload ----------------------------------------------------------------------
     def _record_loaded(self, entry: PluginEntry, how: str) -> None:
-        loaded = {"version": entry.cls.version, "how": how, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if not entry.loaded_versions or entry.loaded_versions[-1]["version"] != entry.cls.version:
+        loaded = {"version": entry.cls.version, "how": how, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "digest": entry.digest}
+        last = entry.loaded_versions[-1] if entry.loaded_versions else {}
+        if (last.get("version"), last.get("digest", entry.digest)) != (entry.cls.version, entry.digest):
             entry.loaded_versions = [*entry.loaded_versions, loaded][-20:]
 
-    def reload(self, name: str) -> dict[str, Any]:
+    def _retain(self, entry: PluginEntry, digest: str, cls: type[Plugin]) -> None:
+        if not digest:
+            return
+        entry.retained.pop(digest, None)
+        entry.retained[digest] = cls
+        for old in list(entry.retained)[:-RETAINED_VERSIONS]:
+            if old != entry.digest:
+                del entry.retained[old]
+
+    def reload(self, name: str, *, cls: type[Plugin] | None = None, digest: str = "", how: str = "reloaded",
+               **event_data: Any) -> dict[str, Any]:
         """Import `name` afresh, start the new instance, then swap and stop the old one.
 
+        With `cls` (a class this host loaded before, see `PluginEntry.retained`, with its
+        `digest`) that class is started instead of importing the source: a rollback.
         On any failure the old instance keeps running and the error (attempted version,
         traceback) is reported in the result, on the instance row and as `plugin.reloaded`
-        with `"ok": false`.
+        with `"ok": false`. `event_data` goes into the `plugin.reloaded` event.
         """
         entry = self.get(name)
         with self._lock:
-            if entry.source is None:
+            if cls is None and entry.source is None:
                 raise LifecycleError(name, f"Plugin {name!r} has no source to reload from")
             was_running = entry.state == S.RUNNING
             old_version = entry.cls.version
@@ -434,7 +457,11 @@ class PluginManager(CallsMixin):
             new_ctx: PluginContext | None = None
             attempted = "?"
             try:
-                new_cls = reimport(entry.source, name)
+                if cls is None:
+                    digest = source_digest(entry.source)
+                    new_cls = reimport(entry.source, name)
+                else:
+                    new_cls = cls
                 attempted = new_cls.version
                 classes = {**self.classes(), name: new_cls}
                 problems = check_dependencies(classes)
@@ -456,14 +483,17 @@ class PluginManager(CallsMixin):
                 entry.error, entry.traceback = error, tb
                 if was_running:
                     self._transition(entry, S.RUNNING, reason="reload failed", event="plugin.reloaded",
-                                     ok=False, attempted_version=attempted, traceback=tb)
+                                     ok=False, attempted_version=attempted, traceback=tb, **event_data)
                 else:
                     self.store.update_instance(self.node, name, error=error, traceback=tb)
-                    self._publish("plugin.reloaded", entry, ok=False, error=error, attempted_version=attempted)
+                    self._publish("plugin.reloaded", entry, ok=False, error=error, attempted_version=attempted,
+                                  **event_data)
                 return {"ok": False, "plugin": name, "version": old_version, "attempted_version": attempted,
                         "error": error, "traceback": tb}
             old_instance, old_ctx = entry.instance, entry.ctx
             entry.cls = new_cls
+            entry.digest = digest
+            self._retain(entry, digest, new_cls)
             self._problems = None
             if new_cls.max_concurrency != entry.max_concurrency:
                 entry.slots.extend([None] * (new_cls.max_concurrency - entry.max_concurrency))
@@ -478,11 +508,11 @@ class PluginManager(CallsMixin):
             if was_running:
                 entry.instance, entry.ctx = new_instance, new_ctx
                 entry.config_version, entry.config = version, config
-            self._record_loaded(entry, "reloaded")
+            self._record_loaded(entry, how)
             self.store.ensure_plugin(new_cls, entry.source)
             if was_running:
-                self._transition(entry, S.RUNNING, reason=f"reloaded {old_version} -> {new_cls.version}",
-                                 event="plugin.reloaded", ok=True, previous_version=old_version)
+                self._transition(entry, S.RUNNING, reason=f"{how} {old_version} -> {new_cls.version}",
+                                 event="plugin.reloaded", ok=True, previous_version=old_version, **event_data)
                 if old_instance is not None:
                     try:
                         self._hook(entry, "stop", old_ctx, instance=old_instance)
@@ -490,9 +520,9 @@ class PluginManager(CallsMixin):
                         logger.exception("Old instance of %s failed to stop after reload", name)
                     old_ctx.release()
             else:
-                self.store.update_instance(self.node, name, version=new_cls.version,
+                self.store.update_instance(self.node, name, version=new_cls.version, code_digest=entry.digest,
                                            loaded_versions=entry.loaded_versions, error="", traceback="")
-                self._publish("plugin.reloaded", entry, ok=True, previous_version=old_version)
+                self._publish("plugin.reloaded", entry, ok=True, previous_version=old_version, **event_data)
                 if entry.state == S.FAILED:
                     # New code for a broken plugin: try it at once.
                     try:

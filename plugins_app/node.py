@@ -5,7 +5,9 @@ asgi.py, a Celery worker from `worker_ready`). The host thread discovers plugins
 the enabled ones, then every `PLUGIN_RECONCILE_INTERVAL` (or at once when a
 `plugin.command` event arrives) runs new commands from the database, reconciles local
 instances to the desired state, checks health on its interval, heartbeats the instance
-rows and, with `HOT_RELOAD`, reloads plugins whose files changed.
+rows and, with `HOT_RELOAD`, reloads plugins whose files changed (unless a rollout pins
+their code). On boot it also brings plugins to the code their rollout wants for this node
+(see plugins_app.rollouts).
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def execute_command(manager: PluginManager, command: PluginCommand) -> PluginCom
             ok = True
         elif command.action == PluginCommand.Action.RESTART:
             ok = manager.restart(name)
+        elif command.rollout_id is not None:
+            from plugins_app.rollouts import execute_rollout_command
+
+            ok, message = execute_rollout_command(manager, command)
         else:
             result = manager.reload(name)
             ok = result["ok"]
@@ -124,9 +130,11 @@ def prune_gone_nodes(days: float = 1.0) -> int:
 class NodeHost(threading.Thread):
     """The loop that keeps this node's plugins where the database says they should be."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, labels: dict[str, str] | None = None) -> None:
         super().__init__(name=f"chameleon-plugin-host-{kind}", daemon=True)
         self.kind = kind
+        #: This node's labels (CHAMELEON_NODE_LABELS): a canary's selector matches them.
+        self.labels = dict(chameleon_settings.NODE_LABELS if labels is None else labels)
         self.manager: PluginManager | None = None
         self.ready = threading.Event()
         self._stopping = threading.Event()
@@ -154,6 +162,7 @@ class NodeHost(threading.Thread):
         for name in list(manager.entries):
             if not desired.get(name, (True, 0))[0]:
                 manager.stop(name, cascade=True, reason="disabled")
+        self.reconcile_code()
         events.subscribe("plugin.command", lambda event: self._wake.set())
         self._snapshot_mtimes()
         logger.info("Plugin host on %s started %d plugins", manager.node,
@@ -197,12 +206,24 @@ class NodeHost(threading.Thread):
             self.watch()
 
     def run_commands(self) -> None:
-        commands = list(PluginCommand.objects.filter(id__gt=self._last_command).select_related("plugin")
+        commands = list(PluginCommand.objects.filter(id__gt=self._last_command).select_related("plugin", "rollout")
                         .order_by("id"))
         for command in commands:
             self._last_command = command.pk
+            if command.rollout_id is not None and command.plugin.name not in self.manager.entries:
+                continue  # a rollout goes to the nodes that host the plugin
             if command.targets(self.manager.node, self.kind):
                 execute_command(self.manager, command)
+
+    def reconcile_code(self) -> dict[str, str]:
+        """Run the code each plugin's rollout wants on this node (a node that restarted mid-canary)."""
+        from plugins_app.rollouts import reconcile_code
+
+        try:
+            return reconcile_code(self.manager, self.kind, self.labels)
+        except Exception:
+            logger.exception("Reconciling plugin code to rollouts failed")
+            return {}
 
     def reconcile(self) -> None:
         manager = self.manager
@@ -294,7 +315,15 @@ class NodeHost(threading.Thread):
             if self._mtimes.get(path) != mtime:
                 self._mtimes[path] = mtime
                 changed.add(name)
+        if not changed:
+            return
+        from plugins_app.rollouts import pinned_plugins
+
+        pinned = pinned_plugins(changed)
         for name in sorted(changed):
+            if name in pinned:
+                logger.info("Plugin %s changed on disk; a rollout decides its code, not reloading", name)
+                continue
             logger.info("Plugin %s changed on disk; reloading", name)
             self.manager.reload(name)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import logging
 import sys
@@ -30,6 +32,7 @@ BUILTIN_MODULES = (
     "plugins_app.builtin.notification",
     "plugins_app.builtin.redis_plugin",
     "plugins_app.builtin.kafka_plugin",
+    "plugins_app.builtin.metrics_plugin",
     "plugins_app.discovery.plugins.etcd",
     "plugins_app.discovery.plugins.grpc",
 )
@@ -85,6 +88,19 @@ def _add(discovery: Discovery, classes: list[type[Plugin]], source: PluginSource
         discovery.plugins[cls.name] = (cls, source)
 
 
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the source every time, never a cached `.pyc`.
+
+    The bytecode cache is keyed by the file's mtime (whole seconds) and size, so a new
+    version written within the same second with the same length would otherwise run the
+    old bytecode -- while its digest says it is the new code.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
 def load_module_file(path: Path, *, fresh: bool = False) -> ModuleType:
     """Import a plugin file or package directory from a plugin dir under a private module name."""
     target = path / "__init__.py" if path.is_dir() else path
@@ -92,7 +108,8 @@ def load_module_file(path: Path, *, fresh: bool = False) -> ModuleType:
     if DIR_MODULE_PREFIX not in sys.modules:
         sys.modules[DIR_MODULE_PREFIX] = ModuleType(DIR_MODULE_PREFIX)
     spec = importlib.util.spec_from_file_location(
-        module_name, target, submodule_search_locations=[str(path)] if path.is_dir() else None
+        module_name, target, loader=SourceOnlyLoader(module_name, str(target)),
+        submodule_search_locations=[str(path)] if path.is_dir() else None
     )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {target}")
@@ -159,14 +176,81 @@ def discover() -> Discovery:
     return discovery
 
 
+def _fresh_module(module_name: str) -> ModuleType:
+    """Execute a module's code into a NEW module object that replaces it in `sys.modules`.
+
+    Unlike `importlib.reload` (which re-runs the code inside the old module's namespace),
+    the classes of the previous version keep their own globals: a host can keep one and
+    start it again later (a canary rollback) without the new code leaking into it.
+    """
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {module_name}")
+    if isinstance(spec.loader, importlib.machinery.SourceFileLoader) and spec.origin:
+        spec = importlib.util.spec_from_file_location(
+            module_name, spec.origin, loader=SourceOnlyLoader(module_name, spec.origin),
+            submodule_search_locations=spec.submodule_search_locations)
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if previous is not None:
+            sys.modules[module_name] = previous
+        else:
+            sys.modules.pop(module_name, None)
+        raise
+    parent, _, child = module_name.rpartition(".")
+    if parent and parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def _source_files(source: PluginSource) -> tuple[Path, list[Path]]:
+    """The folder names are taken relative to, and the source's Python files."""
+    if source.kind == "directory":
+        root = Path(source.path)
+    else:
+        spec = importlib.util.find_spec(source.module) if source.module else None
+        if spec is None or not spec.origin or not spec.has_location:
+            return Path(), []
+        root = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+    if root.is_dir():
+        return root, sorted(root.rglob("*.py"))
+    return root.parent, [root] if root.is_file() else []
+
+
+def source_digest(source: PluginSource | None) -> str:
+    """A fingerprint of the source's code as it is on disk now ('' when it cannot be read).
+
+    The SHA-256 of its Python files (names and bytes), shortened: two nodes with the same
+    files get the same digest, and a version string that did not change still shows new
+    code. Nothing is imported or executed.
+    """
+    if source is None:
+        return ""
+    try:
+        base, files = _source_files(source)
+        if not files:
+            return ""
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(base).as_posix().encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    except (OSError, ImportError, ValueError):
+        return ""
+    return digest.hexdigest()[:16]
+
+
 def reimport(source: PluginSource, name: str) -> type[Plugin]:
-    """Import the source's code afresh and return its plugin class called `name`."""
+    """Import the source's code afresh (a new module object) and return its plugin class called `name`."""
     if source.kind == "directory":
         module = load_module_file(Path(source.path), fresh=True)
     else:
-        module_name = source.module
-        module = sys.modules.get(module_name)
-        module = importlib.reload(module) if module is not None else importlib.import_module(module_name)
+        module = _fresh_module(source.module)
         if source.kind == "entry_point":
             for entry_point in entry_points(group=ENTRY_POINT_GROUP):
                 if f"{entry_point.name} = {entry_point.value}" == source.ref:

@@ -10,8 +10,8 @@ from django.http import HttpRequest
 
 from core.models import AuditEntry, Node
 from core.services import record_audit
-from plugins_app.errors import LifecycleError, PluginError, PluginNotFound
-from plugins_app.models import Plugin, PluginCommand, PluginInstance, PluginState
+from plugins_app.errors import LifecycleError, PluginError, PluginNotFound, RolloutConflict
+from plugins_app.models import Plugin, PluginCommand, PluginInstance, PluginRollout, PluginState
 
 User = AbstractBaseUser | AnonymousUser | None
 HOSTING_KINDS = (Node.Kind.WEB, Node.Kind.WORKER)
@@ -68,12 +68,14 @@ def request_command(name: str, action: str, *, user: User = None, cascade: bool 
 
     Stopping a plugin that enabled plugins depend on is refused unless `cascade`, which
     disables (and on each node stops) those dependents first. `nodes` (names or kinds)
-    limits a restart or reload to some nodes: a canary, promoted by reloading everywhere.
+    limits a restart or reload to some nodes. A reload is refused while a canary rollout
+    of the plugin is active (plugins_app.rollouts decides its code then); a reload on
+    every node after a rollback lifts the rollback's pin: the nodes load the source again.
     """
     nodes = list(nodes or [])
     audit = {"action": f"plugin.{action}", "target_type": "plugin", "target": name, "user": user,
              "source": source, "request": request}
-    if action not in PluginCommand.Action.values:
+    if action not in PluginCommand.OPERATOR_ACTIONS:
         raise PluginError(name, f"Unknown action {action!r}")
     if nodes and action not in (PluginCommand.Action.RESTART, PluginCommand.Action.RELOAD):
         raise PluginError(name, "Only restart and reload can target some nodes; start and stop change the "
@@ -89,7 +91,14 @@ def request_command(name: str, action: str, *, user: User = None, cascade: bool 
                                                "depend on it (ask for cascade to stop them too)",
                                          plugins=[name, *enabled_dependents])
                 Plugin.objects.filter(name__in=[name, *enabled_dependents]).update(enabled=False)
-            else:
+            elif action == PluginCommand.Action.RELOAD and plugin.pinned_code:
+                active = plugin.rollouts.filter(status__in=PluginRollout.ACTIVE).order_by("-id").first()
+                if active is not None:
+                    raise RolloutConflict(name, f"Rollout #{active.pk} of {name!r} is {active.status}: promote or "
+                                                "roll it back instead of reloading")
+                if not nodes:
+                    Plugin.objects.filter(pk=plugin.pk).update(pinned_code={})
+            if action != PluginCommand.Action.STOP:
                 # Whatever it needs must run too: enable its dependencies, transitively.
                 Plugin.objects.filter(name__in=[plugin.name, *dependencies_of(plugin)]).update(enabled=True)
             alive = Node.objects.alive().filter(kind__in=HOSTING_KINDS).values_list("name", "kind")

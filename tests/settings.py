@@ -19,6 +19,7 @@ from chameleon_site.settings import *  # noqa: E402,F403 - a settings overlay is
 RUN_ID = Path(os.environ["CHAMELEON_DATA_DIR"]).name
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_DEFAULT_QUEUE = f"chameleon-{RUN_ID}"
+CACHES["default"]["KEY_PREFIX"] = RUN_ID  # noqa: F405 - runs sharing one Redis keep apart
 if not DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": f"test_chameleon_{RUN_ID.replace('-', '_')}"}  # noqa: F405
 if REDIS_URL:  # noqa: F405

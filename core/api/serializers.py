@@ -2,10 +2,11 @@
 
 from rest_framework import serializers
 
+from core.api.columns import ColumnSerializer
 from core.models import AuditEntry, Node
 
 
-class AuditEntrySerializer(serializers.ModelSerializer):
+class AuditEntrySerializer(ColumnSerializer):
     class Meta:
         model = AuditEntry
         fields = [
@@ -21,7 +22,7 @@ class NodeSerializer(serializers.ModelSerializer):
     class Meta:
         model = Node
         fields = [
-            "id", "name", "kind", "status", "hostname", "pid", "version", "started_at",
+            "id", "name", "kind", "status", "hostname", "pid", "version", "labels", "started_at",
             "last_heartbeat", "stopped_at", "info",
         ]
         read_only_fields = fields

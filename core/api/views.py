@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from core import services
+from core.api.columns import ColumnListMixin
 from core.api.permissions import OperationPermissionMixin
 from core.api.serializers import (
     AuditEntrySerializer,
@@ -24,7 +25,7 @@ class WorkerUnavailableError(APIException):
     default_code = "worker_unavailable"
 
 
-class AuditEntryViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditEntryViewSet(ColumnListMixin, viewsets.ReadOnlyModelViewSet):
     """Every operation: who, when, what, on what and its outcome (read-only)."""
 
     queryset = AuditEntry.objects.all()

@@ -12,6 +12,7 @@ from plugins_app.models import (
     Plugin,
     PluginCommand,
     PluginInstance,
+    PluginRollout,
     PluginStateChange,
 )
 
@@ -94,11 +95,13 @@ class PluginDetailSerializer(PluginListSerializer):
     metrics = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
     recent_commands = serializers.SerializerMethodField()
+    rollouts = serializers.SerializerMethodField(help_text="Recent canary rollouts, newest first, with the "
+                                                           "outcome per node.")
 
     class Meta(PluginListSerializer.Meta):
         fields = [*PluginListSerializer.Meta.fields, "dependencies", "dependents", "conflicts", "permissions",
                   "config_schema", "source", "restart_count", "health", "metrics", "instances", "history",
-                  "recent_commands", "created_at", "updated_at"]
+                  "recent_commands", "pinned_code", "rollouts", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_dependents(self, plugin: Plugin) -> list[str]:
@@ -119,6 +122,65 @@ class PluginDetailSerializer(PluginListSerializer):
     def get_recent_commands(self, plugin: Plugin) -> list[dict[str, Any]]:
         commands = plugin.commands.prefetch_related("results")[:5]
         return PluginCommandSerializer(commands, many=True, context=self.context).data
+
+    def get_rollouts(self, plugin: Plugin) -> list[dict[str, Any]]:
+        rollouts = plugin.rollouts.select_related("plugin").prefetch_related(*ROLLOUT_PREFETCH)[:5]
+        return PluginRolloutSerializer(rollouts, many=True, context=self.context).data
+
+
+#: What PluginRolloutSerializer reads through `.all()` (prefetch these).
+ROLLOUT_PREFETCH = ("node_results", "commands__results")
+
+
+class PluginRolloutSerializer(serializers.ModelSerializer):
+    plugin = serializers.CharField(source="plugin.name", read_only=True)
+    outcome = serializers.SerializerMethodField(help_text="Per node: canary, phase (canary, promote, rollback, boot), "
+                                                          "outcome (succeeded, failed, unavailable, pending, lost), "
+                                                          "wanted_version, version, message.")
+    commands = serializers.SerializerMethodField(help_text="The commands of its phases (see plugin-commands).")
+
+    class Meta:
+        model = PluginRollout
+        fields = ["id", "plugin", "status", "from_version", "from_digest", "to_version", "to_digest", "selector",
+                  "nodes", "canary_nodes", "message", "requested_by_name", "finished_by_name", "source", "created_at",
+                  "finished_at", "updated_at", "outcome", "commands"]
+        read_only_fields = fields
+
+    def get_outcome(self, rollout: PluginRollout) -> dict[str, Any]:
+        from plugins_app.rollouts import rollout_outcome
+
+        return rollout_outcome(rollout, lambda node: _node_status(self.context, node))
+
+    def get_commands(self, rollout: PluginRollout) -> list[dict[str, Any]]:
+        return [{"id": c.pk, "action": c.action, "created_at": c.created_at}
+                for c in sorted(rollout.commands.all(), key=lambda c: c.pk)]
+
+
+class CanarySerializer(serializers.Serializer):
+    selector = serializers.JSONField(
+        required=False, default="",
+        help_text="Label selector: text (`canary=true,zone!=b`, `gpu`, `!old`) or an object ({\"canary\": \"true\"}).")
+    nodes = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list, max_length=100,
+        help_text="Node names or kinds (web/worker); with a selector a node must match both.")
+
+    def validate_selector(self, value: Any) -> str:
+        from core.labels import format_selector, parse_selector
+
+        if value is None:
+            return ""
+        try:
+            text = format_selector(parse_selector(value))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if len(text) > 500:
+            raise serializers.ValidationError("At most 500 characters.")
+        return text
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("selector") and not attrs.get("nodes"):
+            raise serializers.ValidationError({"selector": ["Give a label selector (e.g. canary=true) and/or nodes."]})
+        return attrs
 
 
 class ActionSerializer(serializers.Serializer):

@@ -2,8 +2,9 @@
 
 from rest_framework.routers import SimpleRouter
 
-from plugins_app.api.views import PluginCommandViewSet, PluginViewSet
+from plugins_app.api.views import PluginCommandViewSet, PluginRolloutViewSet, PluginViewSet
 
 router = SimpleRouter()
 router.register("plugins", PluginViewSet)
 router.register("plugin-commands", PluginCommandViewSet)
+router.register("plugin-rollouts", PluginRolloutViewSet)

@@ -15,10 +15,12 @@ from rest_framework.response import Response
 from core.api.permissions import AuditedDenialsMixin, OperationPermissionMixin
 from core.models import AuditEntry
 from core.services import record_audit
-from plugins_app import config_center, errors, services
+from plugins_app import config_center, errors, rollouts, services
 from plugins_app.api.serializers import (
+    ROLLOUT_PREFETCH,
     ActionSerializer,
     CallSerializer,
+    CanarySerializer,
     ConfigSerializer,
     ConfigUpdateSerializer,
     ConfigVersionSerializer,
@@ -26,9 +28,10 @@ from plugins_app.api.serializers import (
     PluginCommandSerializer,
     PluginDetailSerializer,
     PluginListSerializer,
+    PluginRolloutSerializer,
     VersionRefSerializer,
 )
-from plugins_app.models import Plugin, PluginCommand, PluginInstance
+from plugins_app.models import Plugin, PluginCommand, PluginInstance, PluginRollout
 
 STATUS_OF_ERROR = {
     errors.PluginNotFound: 404, config_center.ConfigNotFound: 404, errors.MethodNotFound: 404,
@@ -116,6 +119,47 @@ class PluginViewSet(AuditedDenialsMixin, OperationPermissionMixin, viewsets.Read
     def reload(self, request: Request, name: str) -> Response:
         """Hot reload from the plugin's source on every node (the old instance stays on failure)."""
         return self._command(request, name, "reload")
+
+    # -- canary rollouts ---------------------------------------------------------------
+    def _rollout(self, rollout: PluginRollout) -> Response:
+        rollout = PluginRollout.objects.select_related("plugin").prefetch_related(*ROLLOUT_PREFETCH).get(pk=rollout.pk)
+        return Response(PluginRolloutSerializer(rollout).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=CanarySerializer, responses={202: PluginRolloutSerializer})
+    @action(detail=True, methods=["post"], required_permission=OPERATE)
+    def canary(self, request: Request, name: str) -> Response:
+        """Send the plugin's new code to the nodes a label selector (and/or names, kinds) picks; others keep the old."""
+        params = CanarySerializer(data=request.data)
+        try:
+            if not params.is_valid():
+                services.get_plugin(name)  # an unknown plugin is a 404 whatever the body says
+                raise exceptions.ValidationError(params.errors)
+            rollout = rollouts.start_canary(name, selector=params.validated_data["selector"],
+                                            nodes=params.validated_data["nodes"], user=request.user,
+                                            source=AuditEntry.Source.API, request=request)
+        except errors.PluginError as exc:
+            raise PluginAPIError(exc) from None
+        return self._rollout(rollout)
+
+    @extend_schema(request=None, responses={202: PluginRolloutSerializer})
+    @action(detail=True, methods=["post"], url_path="canary/promote", required_permission=OPERATE)
+    def promote(self, request: Request, name: str) -> Response:
+        """Every node loads the active canary's code (409 when there is none or it failed)."""
+        try:
+            rollout = rollouts.promote_rollout(name, user=request.user, source=AuditEntry.Source.API, request=request)
+        except errors.PluginError as exc:
+            raise PluginAPIError(exc) from None
+        return self._rollout(rollout)
+
+    @extend_schema(request=None, responses={202: PluginRolloutSerializer})
+    @action(detail=True, methods=["post"], url_path="canary/rollback", required_permission=OPERATE)
+    def rollback(self, request: Request, name: str) -> Response:
+        """Every node returns to the code it ran before the active canary (409 when there is none)."""
+        try:
+            rollout = rollouts.rollback_rollout(name, user=request.user, source=AuditEntry.Source.API, request=request)
+        except errors.PluginError as exc:
+            raise PluginAPIError(exc) from None
+        return self._rollout(rollout)
 
     # -- config ------------------------------------------------------------------------
     @extend_schema(methods=["GET"], responses=ConfigSerializer)
@@ -234,5 +278,16 @@ class PluginCommandViewSet(OperationPermissionMixin, mixins.ListModelMixin, mixi
     queryset = PluginCommand.objects.select_related("plugin").prefetch_related("results").order_by("-id")
     serializer_class = PluginCommandSerializer
     filterset_fields = ["action", "plugin__name"]
+    ordering_fields = ["created_at"]
+    required_permission = VIEW
+
+
+class PluginRolloutViewSet(OperationPermissionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                           viewsets.GenericViewSet):
+    """Canary rollouts of new plugin code: selector, versions, status and where each node stands."""
+
+    queryset = PluginRollout.objects.select_related("plugin").prefetch_related(*ROLLOUT_PREFETCH).order_by("-id")
+    serializer_class = PluginRolloutSerializer
+    filterset_fields = ["status", "plugin__name"]
     ordering_fields = ["created_at"]
     required_permission = VIEW

@@ -1,1 +1,1 @@
-"""Plugins shipped with Chameleon (always discovered): logger, hello, notification."""
+"""Plugins shipped with Chameleon (always discovered; the full list is `plugins_app.registry.BUILTIN_MODULES`): logger, hello, notification, redis, kafka, metrics (etcd and grpc live in `plugins_app.discovery.plugins`)."""

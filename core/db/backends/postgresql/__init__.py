@@ -1,0 +1,1 @@
+"""PostgreSQL backend (django-prometheus instrumented) that pools connections in web processes."""

@@ -1,0 +1,1 @@
+"""SQLite backend (django-prometheus instrumented) that reuses connections in web processes."""
