@@ -113,17 +113,7 @@ def load_module_file(path: Path, *, fresh: bool = False) -> ModuleType:
     )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {target}")
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get(module_name)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        if previous is not None:
-            sys.modules[module_name] = previous
-        else:
-            sys.modules.pop(module_name, None)
-        raise
+    module = _execute(module_name, spec)
     return module
 
 
@@ -190,17 +180,7 @@ def _fresh_module(module_name: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(
             module_name, spec.origin, loader=SourceOnlyLoader(module_name, spec.origin),
             submodule_search_locations=spec.submodule_search_locations)
-    module = importlib.util.module_from_spec(spec)
-    previous = sys.modules.get(module_name)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        if previous is not None:
-            sys.modules[module_name] = previous
-        else:
-            sys.modules.pop(module_name, None)
-        raise
+    module = _execute(module_name, spec)
     parent, _, child = module_name.rpartition(".")
     if parent and parent in sys.modules:
         setattr(sys.modules[parent], child, module)
@@ -376,3 +356,20 @@ def dependents_of(name: str, classes: dict[str, type[Plugin]]) -> list[str]:
                 found.append(other)
                 frontier.append(other)
     return found
+
+
+def _execute(module_name: str, spec: Any) -> ModuleType:
+    """Run a fresh module from `spec` under `module_name`; on failure the name maps back to
+    what it was before (or to nothing)."""
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(module_name)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if previous is not None:
+            sys.modules[module_name] = previous
+        else:
+            sys.modules.pop(module_name, None)
+        raise
+    return module

@@ -27,7 +27,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from plugins_app.builtin import metrics_store
+from plugins_app.builtin import metrics_endpoint, metrics_store
 from plugins_app.builtin.metrics_store import (
     InvalidMetric,
     Limits,
@@ -87,7 +87,7 @@ class MetricsPlugin(Plugin):
     def initialize(self, ctx: Any, config: dict[str, Any]) -> None:
         super().initialize(ctx, config)
         self.store = metrics_store.store
-        self.endpoint: metrics_store.Endpoint | None = None
+        self.endpoint: metrics_endpoint.Endpoint | None = None
 
     def start(self, ctx: Any) -> None:
         self.store.limits = Limits.from_config(self.config)
@@ -123,12 +123,12 @@ class MetricsPlugin(Plugin):
 
     def _serve(self, config: dict[str, Any]) -> None:
         if self._serves_here(config):
-            self.endpoint = metrics_store.endpoints.acquire(self, config["host"], config["port"], self.ctx.node)
+            self.endpoint = metrics_endpoint.endpoints.acquire(self, config["host"], config["port"], self.ctx.node)
 
     def _stop_serving(self) -> None:
         endpoint, self.endpoint = self.endpoint, None
         if endpoint is not None:
-            metrics_store.endpoints.release(self, endpoint)
+            metrics_endpoint.endpoints.release(self, endpoint)
 
     def health(self) -> HealthStatus:
         usage = self.store.usage()
