@@ -125,6 +125,14 @@ class PluginViewSet(AuditedDenialsMixin, OperationPermissionMixin, viewsets.Read
         rollout = PluginRollout.objects.select_related("plugin").prefetch_related(*ROLLOUT_PREFETCH).get(pk=rollout.pk)
         return Response(PluginRolloutSerializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
+    def _finish_rollout(self, operation: Any, request: Request, name: str) -> Response:
+        """Promote or roll back the plugin's active canary (`operation` from `rollouts`)."""
+        try:
+            rollout = operation(name, user=request.user, source=AuditEntry.Source.API, request=request)
+        except errors.PluginError as exc:
+            raise PluginAPIError(exc) from None
+        return self._rollout(rollout)
+
     @extend_schema(request=CanarySerializer, responses={202: PluginRolloutSerializer})
     @action(detail=True, methods=["post"], required_permission=OPERATE)
     def canary(self, request: Request, name: str) -> Response:
@@ -145,21 +153,13 @@ class PluginViewSet(AuditedDenialsMixin, OperationPermissionMixin, viewsets.Read
     @action(detail=True, methods=["post"], url_path="canary/promote", required_permission=OPERATE)
     def promote(self, request: Request, name: str) -> Response:
         """Every node loads the active canary's code (409 when there is none or it failed)."""
-        try:
-            rollout = rollouts.promote_rollout(name, user=request.user, source=AuditEntry.Source.API, request=request)
-        except errors.PluginError as exc:
-            raise PluginAPIError(exc) from None
-        return self._rollout(rollout)
+        return self._finish_rollout(rollouts.promote_rollout, request, name)
 
     @extend_schema(request=None, responses={202: PluginRolloutSerializer})
     @action(detail=True, methods=["post"], url_path="canary/rollback", required_permission=OPERATE)
     def rollback(self, request: Request, name: str) -> Response:
         """Every node returns to the code it ran before the active canary (409 when there is none)."""
-        try:
-            rollout = rollouts.rollback_rollout(name, user=request.user, source=AuditEntry.Source.API, request=request)
-        except errors.PluginError as exc:
-            raise PluginAPIError(exc) from None
-        return self._rollout(rollout)
+        return self._finish_rollout(rollouts.rollback_rollout, request, name)
 
     # -- config ------------------------------------------------------------------------
     @extend_schema(methods=["GET"], responses=ConfigSerializer)
